@@ -1,0 +1,765 @@
+#include "net/net.h"
+
+#include "core/log.h"
+#include "tls/tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Input is read at most this far ahead of the protocol (bounds memory per
+ * connection whatever the peer sends). */
+#define NET_INPUT_MAX (256 * 1024)
+
+struct post_item {
+	void (*fn)(void *);
+	void *arg;
+	struct post_item *next;
+};
+
+struct net_worker {
+	net_server_t *srv;
+	struct event_base *base;
+	pthread_t thread;
+	struct event *notify;
+	pthread_mutex_t lock;
+	struct post_item *posts, *posts_tail;
+	net_conn_t *conns; /* doubly linked */
+	unsigned n_conns;
+	int stopping;
+};
+
+struct listener {
+	net_server_t *srv;
+	struct evconnlistener *evl;
+	const struct net_proto_ops *ops;
+	void *proto_ctx;
+	int implicit_tls;
+	struct listener *next;
+};
+
+struct net_server {
+	struct event_base *base; /* main thread: listeners and signals */
+	net_worker_t *workers;
+	unsigned n_workers, next_worker;
+	unsigned max_connections;
+	size_t output_high;
+	tls_server_t *tls;
+	struct listener *listeners;
+	atomic_uint n_conns;
+	atomic_uint_fast64_t next_id;
+	void (*on_hup)(void *);
+	void *hup_arg;
+	int stopping;
+	struct event *sig_term, *sig_int, *sig_hup, *grace_timer;
+	struct timespec stop_deadline;
+};
+
+struct net_conn {
+	net_worker_t *worker;
+	const struct net_proto_ops *ops;
+	void *session;
+	struct bufferevent *bev;
+	struct event *kick;
+	int fd;
+	uint64_t id;
+	unsigned timeout;
+	char peer[INET6_ADDRSTRLEN + 8];
+	char peer_ip[INET6_ADDRSTRLEN];
+	int loopback;
+	int tls;            /* TLS active (or handshaking) */
+	int tls_pending;    /* STARTTLS accepted: switch once output is flushed */
+	int paused;
+	int closing;        /* close once output is flushed */
+	int closed;
+	int discarding;     /* inside an overlong line */
+	int in_input;       /* reentrancy guard */
+	char *line;
+	size_t line_cap;
+	net_conn_t *prev, *next;
+};
+
+static void conn_setup_bev(net_conn_t *c);
+static void conn_free(net_conn_t *c);
+
+/* ------------------------------------------------------------------ workers */
+
+static void worker_notify_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	net_worker_t *w = arg;
+	pthread_mutex_lock(&w->lock);
+	struct post_item *items = w->posts;
+	w->posts = w->posts_tail = NULL;
+	pthread_mutex_unlock(&w->lock);
+	while (items != NULL) {
+		struct post_item *next = items->next;
+		items->fn(items->arg);
+		free(items);
+		items = next;
+	}
+	if (w->stopping && w->n_conns == 0)
+		event_base_loopbreak(w->base);
+}
+
+void net_worker_post(net_worker_t *w, void (*fn)(void *), void *arg)
+{
+	struct post_item *it = malloc(sizeof(*it));
+	if (it == NULL)
+		abort(); /* cannot lose a completion */
+	it->fn = fn;
+	it->arg = arg;
+	it->next = NULL;
+	pthread_mutex_lock(&w->lock);
+	if (w->posts_tail != NULL)
+		w->posts_tail->next = it;
+	else
+		w->posts = it;
+	w->posts_tail = it;
+	pthread_mutex_unlock(&w->lock);
+	event_active(w->notify, EV_READ, 0);
+}
+
+static void *worker_main(void *arg)
+{
+	net_worker_t *w = arg;
+	sigset_t set;
+	sigfillset(&set);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	return NULL;
+}
+
+/* ------------------------------------------------------------- connections */
+
+uint64_t net_conn_id(const net_conn_t *c) { return c->id; }
+const char *net_conn_peer(const net_conn_t *c) { return c->peer; }
+const char *net_conn_peer_ip(const net_conn_t *c) { return c->peer_ip; }
+int net_conn_is_loopback(const net_conn_t *c) { return c->loopback; }
+int net_conn_is_tls(const net_conn_t *c) { return c->tls; }
+net_worker_t *net_conn_worker(net_conn_t *c) { return c->worker; }
+int net_conn_tls_available(net_conn_t *c) { return c->worker->srv->tls != NULL && !c->tls; }
+
+void net_conn_tls_describe(net_conn_t *c, char *buf, size_t bufsz)
+{
+	if (!c->tls) {
+		buf[0] = '\0';
+		return;
+	}
+	tls_describe(c->bev, buf, bufsz);
+}
+
+static void conn_run_input(net_conn_t *c)
+{
+	if (c->closed || c->closing || c->paused || c->tls_pending || c->in_input)
+		return;
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+		return;
+	if (!net_conn_can_process(c))
+		return;
+	c->in_input = 1;
+	c->ops->input(c->session);
+	c->in_input = 0;
+	if (c->closed)
+		conn_free(c);
+}
+
+static void kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	conn_run_input(arg);
+}
+
+static void conn_kick(net_conn_t *c)
+{
+	event_active(c->kick, EV_READ, 0);
+}
+
+/* The peer is gone or the close finished: tell the protocol, free later. */
+static void conn_gone(net_conn_t *c)
+{
+	if (c->closed)
+		return;
+	c->closed = 1;
+	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	c->ops->closed(c->session);
+	c->session = NULL;
+	if (!c->in_input)
+		conn_free(c);
+}
+
+static void conn_free(net_conn_t *c)
+{
+	net_worker_t *w = c->worker;
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	w->n_conns--;
+	atomic_fetch_sub(&w->srv->n_conns, 1);
+	event_free(c->kick);
+	bufferevent_free(c->bev);
+	close(c->fd);
+	free(c->line);
+	free(c);
+	if (w->stopping && w->n_conns == 0)
+		event_base_loopbreak(w->base);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	conn_run_input(arg);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+	net_conn_t *c = arg;
+	size_t out = evbuffer_get_length(bufferevent_get_output(bev));
+	if (out == 0 && c->closing) {
+		conn_gone(c);
+		return;
+	}
+	if (out == 0 && c->tls_pending) {
+		/* The STARTTLS reply is on the wire: from here on, TLS. Input
+		 * buffered as plaintext was dropped when STARTTLS was accepted;
+		 * drop anything read since, too. */
+		c->tls_pending = 0;
+		bufferevent_free(c->bev);
+		c->bev = tls_bufferevent_accept(c->worker->srv->tls, c->worker->base, c->fd);
+		if (c->bev == NULL) {
+			c->bev = bufferevent_socket_new(c->worker->base, -1, 0);
+			conn_gone(c);
+			return;
+		}
+		c->tls = 1;
+		conn_setup_bev(c);
+		return;
+	}
+	/* Output drained below the low watermark: resume commands. */
+	conn_run_input(c);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	net_conn_t *c = arg;
+	if (what & BEV_EVENT_CONNECTED)
+		return; /* TLS handshake done */
+	if ((what & BEV_EVENT_TIMEOUT) && !(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))) {
+		if (c->closing) {
+			conn_gone(c);
+			return;
+		}
+		c->ops->timeout(c->session);
+		return;
+	}
+	if ((what & BEV_EVENT_ERROR) && c->tls)
+		log_info("net", c->id, "event=tls-error peer=%s", c->peer);
+	conn_gone(c);
+}
+
+static void conn_setup_bev(net_conn_t *c)
+{
+	size_t high = c->worker->srv->output_high;
+	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, NET_INPUT_MAX);
+	bufferevent_setwatermark(c->bev, EV_WRITE, high / 2, 0);
+	net_conn_set_timeout(c, c->timeout);
+	bufferevent_enable(c->bev, c->paused ? EV_WRITE : EV_READ | EV_WRITE);
+}
+
+struct accept_item {
+	net_worker_t *w;
+	int fd;
+	struct listener *l;
+	struct sockaddr_storage ss;
+};
+
+static void conn_start(void *arg)
+{
+	struct accept_item *ai = arg;
+	net_worker_t *w = ai->w;
+
+	net_conn_t *c = calloc(1, sizeof(*c));
+	c->worker = w;
+	c->ops = ai->l->ops;
+	c->fd = ai->fd;
+	c->id = atomic_fetch_add(&w->srv->next_id, 1);
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+	if (ai->ss.ss_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ai->ss;
+		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		port = ntohs(sin->sin_port);
+		c->loopback = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+		snprintf(c->peer, sizeof(c->peer), "%s:%u", host, port);
+	} else if (ai->ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ai->ss;
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+		port = ntohs(sin6->sin6_port);
+		c->loopback = IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr) ||
+			      (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) &&
+			       sin6->sin6_addr.s6_addr[12] == 127);
+		snprintf(c->peer, sizeof(c->peer), "[%s]:%u", host, port);
+	}
+	snprintf(c->peer_ip, sizeof(c->peer_ip), "%s", host);
+	if (ai->l->implicit_tls) {
+		c->bev = tls_bufferevent_accept(w->srv->tls, w->base, c->fd);
+		c->tls = 1;
+	} else {
+		c->bev = bufferevent_socket_new(w->base, c->fd, BEV_OPT_DEFER_CALLBACKS);
+	}
+	c->kick = event_new(w->base, -1, 0, kick_cb, c);
+	c->next = w->conns;
+	if (w->conns != NULL)
+		w->conns->prev = c;
+	w->conns = c;
+	w->n_conns++;
+	void *proto_ctx = ai->l->proto_ctx;
+	free(ai);
+	if (c->bev == NULL) {
+		c->bev = bufferevent_socket_new(w->base, -1, 0);
+		c->closed = 1;
+		conn_free(c);
+		return;
+	}
+	conn_setup_bev(c);
+	c->in_input = 1;
+	c->session = c->ops->open(c, proto_ctx);
+	c->in_input = 0;
+	if (c->session == NULL) {
+		c->closed = 1;
+		conn_free(c);
+		return;
+	}
+	if (c->closed)
+		conn_free(c);
+}
+
+int net_conn_readline(net_conn_t *c, size_t max, char **line_r, size_t *len_r)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	for (;;) {
+		size_t eol_len = 0;
+		struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+		if (p.pos < 0) {
+			size_t have = evbuffer_get_length(in);
+			if (have >= max || c->discarding) {
+				/* Keep a trailing CR: it may pair with the coming LF. */
+				size_t drop = have;
+				if (drop > 0) {
+					unsigned char last;
+					struct evbuffer_ptr lp;
+					evbuffer_ptr_set(in, &lp, have - 1, EVBUFFER_PTR_SET);
+					if (evbuffer_copyout_from(in, &lp, &last, 1) == 1 && last == '\r')
+						drop--;
+				}
+				evbuffer_drain(in, drop);
+				c->discarding = 1;
+			}
+			return 0;
+		}
+		size_t len = (size_t)p.pos;
+		if (c->discarding || len + eol_len > max) {
+			evbuffer_drain(in, len + eol_len);
+			c->discarding = 0;
+			return -1;
+		}
+		if (c->line_cap < len + 1) {
+			size_t cap = len + 1 < 256 ? 256 : len + 1;
+			char *n = realloc(c->line, cap);
+			if (n == NULL)
+				return -1;
+			c->line = n;
+			c->line_cap = cap;
+		}
+		evbuffer_remove(in, c->line, len);
+		evbuffer_drain(in, eol_len);
+		c->line[len] = '\0';
+		*line_r = c->line;
+		*len_r = len;
+		return 1;
+	}
+}
+
+size_t net_conn_peek(net_conn_t *c, const char **data_r)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer_iovec v;
+	if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) {
+		*data_r = NULL;
+		return 0;
+	}
+	*data_r = v.iov_base;
+	return v.iov_len;
+}
+
+size_t net_conn_input_len(net_conn_t *c)
+{
+	return evbuffer_get_length(bufferevent_get_input(c->bev));
+}
+
+void net_conn_consume(net_conn_t *c, size_t len)
+{
+	evbuffer_drain(bufferevent_get_input(c->bev), len);
+}
+
+int net_conn_can_process(net_conn_t *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev)) < c->worker->srv->output_high;
+}
+
+void net_conn_write(net_conn_t *c, const void *data, size_t len)
+{
+	if (c->closed)
+		return;
+	bufferevent_write(c->bev, data, len);
+}
+
+void net_conn_printf(net_conn_t *c, const char *fmt, ...)
+{
+	if (c->closed)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
+	va_end(ap);
+}
+
+size_t net_conn_output_len(net_conn_t *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+void net_conn_set_timeout(net_conn_t *c, unsigned seconds)
+{
+	c->timeout = seconds;
+	if (c->bev == NULL)
+		return;
+	if (seconds == 0) {
+		bufferevent_set_timeouts(c->bev, NULL, NULL);
+	} else {
+		struct timeval tv = { .tv_sec = seconds };
+		/* The write timeout catches peers that stop reading our output. */
+		bufferevent_set_timeouts(c->bev, &tv, &tv);
+	}
+}
+
+void net_conn_pause(net_conn_t *c)
+{
+	c->paused = 1;
+	bufferevent_disable(c->bev, EV_READ);
+}
+
+void net_conn_resume(net_conn_t *c)
+{
+	if (c->closed)
+		return;
+	c->paused = 0;
+	if (!c->closing && !c->tls_pending)
+		bufferevent_enable(c->bev, EV_READ);
+	conn_kick(c);
+}
+
+void net_conn_close(net_conn_t *c)
+{
+	if (c->closed || c->closing)
+		return;
+	c->closing = 1;
+	bufferevent_disable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+		if (c->in_input) {
+			/* Freed on the way out of the input callback. */
+			c->closed = 1;
+			c->ops->closed(c->session);
+			c->session = NULL;
+		} else {
+			conn_gone(c);
+		}
+		return;
+	}
+	/* Bound the time we wait for a peer to read our last words. */
+	struct timeval tv = { .tv_sec = 10 };
+	bufferevent_set_timeouts(c->bev, NULL, &tv);
+}
+
+int net_conn_starttls(net_conn_t *c)
+{
+	if (!net_conn_tls_available(c) || c->tls_pending)
+		return -1;
+	/* CVE-2011-0411 class: nothing the client sent before the handshake
+	 * may be taken as a command after it. */
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	c->discarding = 0;
+	c->tls_pending = 1;
+	bufferevent_disable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		write_cb(c->bev, c); /* nothing to flush: switch now */
+	return 0;
+}
+
+/* ------------------------------------------------------------------ server */
+
+unsigned net_server_connections(net_server_t *srv)
+{
+	return atomic_load(&srv->n_conns);
+}
+
+static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
+		      int salen, void *arg)
+{
+	(void)evl;
+	struct listener *l = arg;
+	net_server_t *srv = l->srv;
+	if (srv->stopping || atomic_load(&srv->n_conns) >= srv->max_connections) {
+		if (!l->implicit_tls && !srv->stopping) {
+			static const char msg[] = "421 4.7.0 Too many connections, try again later\r\n";
+			ssize_t w = send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+			(void)w;
+		}
+		log_warn("net", 0, "event=refused reason=%s",
+			 srv->stopping ? "stopping" : "max-connections");
+		close(fd);
+		return;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	atomic_fetch_add(&srv->n_conns, 1);
+	struct accept_item *ai = calloc(1, sizeof(*ai));
+	ai->fd = fd;
+	ai->l = l;
+	memcpy(&ai->ss, sa, (size_t)salen < sizeof(ai->ss) ? (size_t)salen : sizeof(ai->ss));
+	net_worker_t *w = &srv->workers[srv->next_worker++ % srv->n_workers];
+	ai->w = w;
+	net_worker_post(w, conn_start, ai);
+}
+
+net_server_t *net_server_new(unsigned workers, unsigned max_connections, size_t output_high,
+			     tls_server_t *tls)
+{
+	static int threads_ready;
+	if (!threads_ready) {
+		evthread_use_pthreads();
+		threads_ready = 1;
+	}
+	if (workers == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		workers = n > 0 ? (unsigned)n : 1;
+	}
+	net_server_t *srv = calloc(1, sizeof(*srv));
+	srv->base = event_base_new();
+	srv->n_workers = workers;
+	srv->max_connections = max_connections;
+	srv->output_high = output_high;
+	srv->tls = tls;
+	atomic_init(&srv->n_conns, 0);
+	atomic_init(&srv->next_id, ((uint64_t)time(NULL) & 0xffffff) << 20 | 1);
+	srv->workers = calloc(workers, sizeof(net_worker_t));
+	for (unsigned i = 0; i < workers; i++) {
+		net_worker_t *w = &srv->workers[i];
+		w->srv = srv;
+		w->base = event_base_new();
+		pthread_mutex_init(&w->lock, NULL);
+		w->notify = event_new(w->base, -1, EV_PERSIST, worker_notify_cb, w);
+		event_add(w->notify, NULL);
+	}
+	return srv;
+}
+
+int net_server_listen(net_server_t *srv, const char *host, const char *port, int implicit_tls,
+		      const struct net_proto_ops *ops, void *proto_ctx, const char **error_r)
+{
+	static _Thread_local char err[256];
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE };
+	struct addrinfo *res;
+	int rc = getaddrinfo(host, port, &hints, &res);
+	if (rc != 0) {
+		snprintf(err, sizeof(err), "%s:%s: %s", host, port, gai_strerror(rc));
+		*error_r = err;
+		return -1;
+	}
+	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (fd >= 0) {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (res->ai_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	}
+	if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+		snprintf(err, sizeof(err), "cannot listen on %s:%s: %s", host, port, strerror(errno));
+		*error_r = err;
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(res);
+		return -1;
+	}
+	freeaddrinfo(res);
+	struct listener *l = calloc(1, sizeof(*l));
+	l->srv = srv;
+	l->ops = ops;
+	l->proto_ctx = proto_ctx;
+	l->implicit_tls = implicit_tls;
+	l->evl = evconnlistener_new(srv->base, on_accept, l, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	l->next = srv->listeners;
+	srv->listeners = l;
+
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char addr[INET6_ADDRSTRLEN] = "?";
+	unsigned bound = 0;
+	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	if (ss.ss_family == AF_INET) {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, addr, sizeof(addr));
+		bound = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		log_info("net", 0, "event=listen proto=%s addr=%s:%u tls=%s", ops->name, addr, bound,
+			 implicit_tls ? "implicit" : "starttls");
+	} else {
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, addr, sizeof(addr));
+		bound = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		log_info("net", 0, "event=listen proto=%s addr=[%s]:%u tls=%s", ops->name, addr,
+			 bound, implicit_tls ? "implicit" : "starttls");
+	}
+	return 0;
+}
+
+static void worker_shutdown(void *arg)
+{
+	net_worker_t *w = arg;
+	w->stopping = 1;
+	for (net_conn_t *c = w->conns, *next; c != NULL; c = next) {
+		next = c->next;
+		if (!c->closed && !c->closing)
+			c->ops->shutdown(c->session);
+	}
+	if (w->n_conns == 0)
+		event_base_loopbreak(w->base);
+}
+
+static void stop_listening(net_server_t *srv)
+{
+	for (struct listener *l = srv->listeners, *next; l != NULL; l = next) {
+		next = l->next;
+		evconnlistener_free(l->evl);
+		free(l);
+	}
+	srv->listeners = NULL;
+}
+
+static void grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	net_server_t *srv = arg;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (atomic_load(&srv->n_conns) == 0 ||
+	    now.tv_sec > srv->stop_deadline.tv_sec ||
+	    (now.tv_sec == srv->stop_deadline.tv_sec && now.tv_nsec >= srv->stop_deadline.tv_nsec)) {
+		event_base_loopbreak(srv->base);
+		return;
+	}
+	struct timeval tv = { .tv_usec = 50000 };
+	evtimer_add(srv->grace_timer, &tv);
+}
+
+static unsigned grace_seconds;
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	net_server_t *srv = arg;
+	if (sig == SIGHUP) {
+		log_info("net", 0, "event=sighup");
+		if (srv->on_hup != NULL)
+			srv->on_hup(srv->hup_arg);
+		return;
+	}
+	if (srv->stopping)
+		return;
+	srv->stopping = 1;
+	log_info("net", 0, "event=stopping signal=%d connections=%u", (int)sig,
+		 atomic_load(&srv->n_conns));
+	stop_listening(srv);
+	for (unsigned i = 0; i < srv->n_workers; i++)
+		net_worker_post(&srv->workers[i], worker_shutdown, &srv->workers[i]);
+	clock_gettime(CLOCK_MONOTONIC, &srv->stop_deadline);
+	srv->stop_deadline.tv_sec += grace_seconds;
+	srv->grace_timer = evtimer_new(srv->base, grace_cb, srv);
+	struct timeval tv = { .tv_usec = 50000 };
+	evtimer_add(srv->grace_timer, &tv);
+}
+
+int net_server_run(net_server_t *srv, unsigned grace, void (*on_hup)(void *), void *arg)
+{
+	srv->on_hup = on_hup;
+	srv->hup_arg = arg;
+	grace_seconds = grace;
+	signal(SIGPIPE, SIG_IGN);
+	srv->sig_term = evsignal_new(srv->base, SIGTERM, signal_cb, srv);
+	srv->sig_int = evsignal_new(srv->base, SIGINT, signal_cb, srv);
+	srv->sig_hup = evsignal_new(srv->base, SIGHUP, signal_cb, srv);
+	evsignal_add(srv->sig_term, NULL);
+	evsignal_add(srv->sig_int, NULL);
+	evsignal_add(srv->sig_hup, NULL);
+	for (unsigned i = 0; i < srv->n_workers; i++) {
+		net_worker_t *w = &srv->workers[i];
+		pthread_create(&w->thread, NULL, worker_main, w);
+	}
+	event_base_dispatch(srv->base);
+	unsigned left = atomic_load(&srv->n_conns);
+	log_info("net", 0, "event=stopped connections_left=%u", left);
+	if (left == 0) {
+		for (unsigned i = 0; i < srv->n_workers; i++)
+			pthread_join(srv->workers[i].thread, NULL);
+		return 0;
+	}
+	return 1; /* workers still hold connections: the caller exits anyway */
+}
+
+void net_server_free(net_server_t *srv)
+{
+	if (srv == NULL)
+		return;
+	stop_listening(srv);
+	/* Workers are joined only when they finished; freeing their bases is
+	 * then safe. Otherwise the process is about to exit. */
+	if (atomic_load(&srv->n_conns) == 0) {
+		for (unsigned i = 0; i < srv->n_workers; i++) {
+			net_worker_t *w = &srv->workers[i];
+			event_free(w->notify);
+			event_base_free(w->base);
+			pthread_mutex_destroy(&w->lock);
+		}
+		free(srv->workers);
+		if (srv->grace_timer)
+			event_free(srv->grace_timer);
+		if (srv->sig_term) {
+			event_free(srv->sig_term);
+			event_free(srv->sig_int);
+			event_free(srv->sig_hup);
+		}
+		event_base_free(srv->base);
+		free(srv);
+	}
+}

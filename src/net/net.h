@@ -1,0 +1,100 @@
+/*
+ * net.h - listeners, worker threads and connections.
+ *
+ * The main thread accepts; each connection is handed to one worker thread
+ * (round robin) and lives there for its whole life. Each worker runs one
+ * libevent loop; there is no thread or process per connection. Protocol code
+ * sees net_conn_t and the functions below, never libevent or OpenSSL types.
+ *
+ * Flow control: input is read up to a bounded buffer; a protocol is asked to
+ * process input only while its output is below the high watermark, and is
+ * asked again when the output has drained to half of it.
+ */
+#ifndef PETREL_NET_H
+#define PETREL_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct net_server net_server_t;
+typedef struct net_worker net_worker_t;
+typedef struct net_conn net_conn_t;
+typedef struct tls_server tls_server_t;
+
+/* What a protocol provides. Every callback runs on the connection's worker. */
+struct net_proto_ops {
+	const char *name;
+	/* New connection: return the session (NULL refuses: closed at once). */
+	void *(*open)(net_conn_t *conn, void *proto_ctx);
+	/* Input is buffered (or processing may continue after a pause). */
+	void (*input)(void *session);
+	/* No input for the timeout set with net_conn_set_timeout. */
+	void (*timeout)(void *session);
+	/* The server is stopping: finish what is in flight, then close. */
+	void (*shutdown)(void *session);
+	/* The connection is gone; the session must not touch conn any more.
+	 * It frees itself now or, if work is pending elsewhere, when that ends. */
+	void (*closed)(void *session);
+};
+
+net_server_t *net_server_new(unsigned workers, unsigned max_connections, size_t output_high,
+			     tls_server_t *tls);
+/* Bind a listener. port "0" picks a free port; the log line event=listen
+ * shows which. */
+int net_server_listen(net_server_t *srv, const char *host, const char *port, int implicit_tls,
+		      const struct net_proto_ops *ops, void *proto_ctx, const char **error_r);
+/* Run until SIGTERM/SIGINT: then stop accepting, ask every session to finish
+ * (ops->shutdown), and return once all are closed or `grace` seconds passed.
+ * SIGHUP calls on_hup. */
+int net_server_run(net_server_t *srv, unsigned grace, void (*on_hup)(void *arg), void *arg);
+void net_server_free(net_server_t *srv);
+
+/* ---- connection: identity ---- */
+uint64_t net_conn_id(const net_conn_t *conn);
+const char *net_conn_peer(const net_conn_t *conn);      /* "addr:port" */
+const char *net_conn_peer_ip(const net_conn_t *conn);   /* "addr" */
+int net_conn_is_loopback(const net_conn_t *conn);
+int net_conn_is_tls(const net_conn_t *conn);
+/* TLS protocol and cipher, "" without TLS. */
+void net_conn_tls_describe(net_conn_t *conn, char *buf, size_t bufsz);
+net_worker_t *net_conn_worker(net_conn_t *conn);
+
+/* ---- connection: input ---- */
+/* Next line ending in LF (CR LF or bare LF; the ending is stripped, the line
+ * is NUL-terminated and valid until the next input call).
+ *  1: a line; 0: need more input; -1: the line exceeded max octets (counting
+ *  its ending) and was discarded through its end. */
+int net_conn_readline(net_conn_t *conn, size_t max, char **line_r, size_t *len_r);
+/* Buffered input, in place: a pointer to the first contiguous run. */
+size_t net_conn_peek(net_conn_t *conn, const char **data_r);
+size_t net_conn_input_len(net_conn_t *conn);
+void net_conn_consume(net_conn_t *conn, size_t len);
+/* Whether output is below the high watermark (keep processing commands). */
+int net_conn_can_process(net_conn_t *conn);
+
+/* ---- connection: output ---- */
+void net_conn_write(net_conn_t *conn, const void *data, size_t len);
+void net_conn_printf(net_conn_t *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+size_t net_conn_output_len(net_conn_t *conn);
+
+/* ---- connection: control ---- */
+/* Seconds without input before ops->timeout; 0 disables. */
+void net_conn_set_timeout(net_conn_t *conn, unsigned seconds);
+/* Stop delivering input until net_conn_resume (which re-runs ops->input). */
+void net_conn_pause(net_conn_t *conn);
+void net_conn_resume(net_conn_t *conn);
+/* Flush output, then close; ops->closed follows. */
+void net_conn_close(net_conn_t *conn);
+/* Start TLS once the output written so far is flushed. Input buffered now
+ * (plaintext pipelined after the STARTTLS command) is discarded. 0 ok, -1
+ * when TLS is not configured or already active. */
+int net_conn_starttls(net_conn_t *conn);
+int net_conn_tls_available(net_conn_t *conn);
+
+/* Run fn(arg) on the worker's thread soon; callable from any thread. */
+void net_worker_post(net_worker_t *worker, void (*fn)(void *arg), void *arg);
+
+/* Number of open connections, whole server (for tests and logs). */
+unsigned net_server_connections(net_server_t *srv);
+
+#endif

@@ -1,0 +1,657 @@
+/*
+ * store_sqlite_delivery.c - receiving messages and the group committer.
+ *
+ * A delivery holds its content in memory up to STORE_INLINE_MAX, then spills
+ * to DATA_DIR/tmp/spill-NAME. Committing a batch, in this order:
+ *   1. each spill file: fdatasync, rename to DATA_DIR/blobs/XX/NAME;
+ *   2. fsync each blobs/XX directory touched (and blobs/ if XX is new);
+ *   3. one SQLite transaction for the whole batch, a savepoint per delivery;
+ *   4. callbacks.
+ * Files are durable before any row names them, so a crash leaves at worst an
+ * orphan file in blobs/, never a message without content.
+ */
+#include "store/store_sqlite_private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* How long the committer keeps retrying a database locked by another
+ * process (each attempt already waits busy_timeout) before failing. */
+#define COMMIT_BUSY_ATTEMPTS 12
+
+struct store_delivery {
+	store_t *store;
+	struct store_delivery *next;    /* committer queue */
+
+	/* The content while it fits in STORE_INLINE_MAX, afterwards the write
+	 * buffer of the spill file: memory stays bounded either way. */
+	unsigned char *buf;
+	size_t buf_len, buf_cap;
+	uint64_t size;
+	int fd;                         /* spill file, -1 while in memory */
+	char *name;                     /* unique: spill-NAME, blobs/XX/NAME */
+	bool spilled, in_blobs;         /* the file is in tmp/, in blobs/ */
+
+	char *subject;
+	int64_t *rcpts;
+	uint32_t *uids;
+	uint32_t n_rcpts, rcpts_cap;
+
+	time_t internaldate;
+	store_delivery_cb *cb;
+	void *ctx;
+
+	/* The first error sticks: a delivery that lost content or a recipient
+	 * must never be stored incomplete. */
+	int status;
+	char error[256];
+};
+
+static void __attribute__((format(printf, 2, 3)))
+delivery_failf(struct store_delivery *d, const char *fmt, ...)
+{
+	va_list args;
+
+	if (d->status == 0) {
+		d->status = -1;
+		va_start(args, fmt);
+		vsnprintf(d->error, sizeof(d->error), fmt, args);
+		va_end(args);
+	}
+}
+
+static void delivery_fail(struct store_delivery *d, const char *error)
+{
+	delivery_failf(d, "%s", error);
+}
+
+static void delivery_path(const struct store_delivery *d, bool in_blobs,
+			  char *buf, size_t size)
+{
+	if (in_blobs)
+		snprintf(buf, size, "%s/blobs/%.2s/%s", d->store->data_dir,
+			 d->name, d->name);
+	else
+		snprintf(buf, size, "%s/tmp/spill-%s", d->store->data_dir, d->name);
+}
+
+static void delivery_free(struct store_delivery *d)
+{
+	char path[4096];
+
+	if (d->fd >= 0)
+		close(d->fd);
+	if (d->spilled) {
+		delivery_path(d, false, path, sizeof(path));
+		(void)unlink(path);
+	}
+	free(d->buf);
+	free(d->name);
+	free(d->subject);
+	free(d->rcpts);
+	free(d->uids);
+	free(d);
+}
+
+store_delivery_t *store_delivery_new(store_t *store)
+{
+	struct store_delivery *d = calloc(1, sizeof(*d));
+
+	if (d == NULL)
+		return NULL;
+	d->store = store;
+	d->fd = -1;
+	return d;
+}
+
+static int write_all(int fd, const unsigned char *data, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, data, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* A name no other delivery of any process will ever use: random bits (which
+ * also spread files over the 256 blobs/XX directories), the pid, a counter. */
+static char *unique_name(void)
+{
+	static atomic_uint_fast64_t counter;
+	uint64_t rnd;
+	char *name;
+
+	if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		return NULL;
+	if (asprintf(&name, "%016" PRIx64 "-%ld-%" PRIuFAST64, rnd, (long)getpid(),
+		     atomic_fetch_add(&counter, 1)) < 0)
+		return NULL;
+	return name;
+}
+
+static int spill_start(struct store_delivery *d)
+{
+	char path[4096];
+	unsigned char *grown;
+
+	if ((d->name = unique_name()) == NULL) {
+		delivery_fail(d, "cannot make a spill file name");
+		return -1;
+	}
+	delivery_path(d, false, path, sizeof(path));
+	d->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (d->fd < 0) {
+		delivery_failf(d, "open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	d->spilled = true;
+	/* What is in memory is now simply the start of the file, not yet
+	 * written: keep it as the write buffer, at its full size. */
+	if (d->buf_cap < STORE_INLINE_MAX) {
+		if ((grown = realloc(d->buf, STORE_INLINE_MAX)) == NULL) {
+			delivery_fail(d, "out of memory");
+			return -1;
+		}
+		d->buf = grown;
+		d->buf_cap = STORE_INLINE_MAX;
+	}
+	return 0;
+}
+
+static int spill_flush(struct store_delivery *d)
+{
+	if (write_all(d->fd, d->buf, d->buf_len) < 0) {
+		delivery_failf(d, "writing the spill file: %s", strerror(errno));
+		return -1;
+	}
+	d->buf_len = 0;
+	return 0;
+}
+
+int store_delivery_write(store_delivery_t *d, const void *data, size_t len,
+			 const char **error_r)
+{
+	const unsigned char *p = data;
+	unsigned char *grown;
+	size_t cap, n;
+
+	if (d->status < 0)
+		goto fail;
+	if (d->fd < 0 && len <= STORE_INLINE_MAX - d->buf_len) {
+		if (d->buf_len + len > d->buf_cap) {
+			cap = d->buf_cap == 0 ? 4096 : d->buf_cap;
+			while (cap < d->buf_len + len)
+				cap *= 2;
+			if (cap > STORE_INLINE_MAX)
+				cap = STORE_INLINE_MAX;
+			if ((grown = realloc(d->buf, cap)) == NULL) {
+				delivery_fail(d, "out of memory");
+				goto fail;
+			}
+			d->buf = grown;
+			d->buf_cap = cap;
+		}
+		memcpy(d->buf + d->buf_len, p, len);
+		d->buf_len += len;
+		d->size += len;
+		return 0;
+	}
+	if (d->fd < 0 && spill_start(d) < 0)
+		goto fail;
+	while (len > 0) {
+		if (d->buf_len == d->buf_cap && spill_flush(d) < 0)
+			goto fail;
+		n = d->buf_cap - d->buf_len < len ? d->buf_cap - d->buf_len : len;
+		memcpy(d->buf + d->buf_len, p, n);
+		d->buf_len += n;
+		d->size += n;
+		p += n;
+		len -= n;
+	}
+	return 0;
+fail:
+	*error_r = store_errorf("%s", d->error);
+	return -1;
+}
+
+uint64_t store_delivery_size(const store_delivery_t *d)
+{
+	return d->size;
+}
+
+void store_delivery_set_subject(store_delivery_t *d, const char *subject)
+{
+	free(d->subject);
+	d->subject = NULL;
+	if (subject != NULL && (d->subject = strdup(subject)) == NULL)
+		delivery_fail(d, "out of memory");
+}
+
+void store_delivery_add_rcpt(store_delivery_t *d, int64_t user_id)
+{
+	uint32_t cap;
+	int64_t *rcpts;
+	uint32_t *uids;
+
+	if (d->n_rcpts == d->rcpts_cap) {
+		cap = d->rcpts_cap == 0 ? 4 : d->rcpts_cap * 2;
+		rcpts = realloc(d->rcpts, cap * sizeof(*rcpts));
+		if (rcpts != NULL)
+			d->rcpts = rcpts;
+		uids = realloc(d->uids, cap * sizeof(*uids));
+		if (uids != NULL)
+			d->uids = uids;
+		if (rcpts == NULL || uids == NULL) {
+			delivery_fail(d, "out of memory");
+			return;
+		}
+		d->rcpts_cap = cap;
+	}
+	d->rcpts[d->n_rcpts] = user_id;
+	d->uids[d->n_rcpts] = 0;
+	d->n_rcpts++;
+}
+
+void store_delivery_abort(store_delivery_t *d)
+{
+	if (d != NULL)
+		delivery_free(d);
+}
+
+void store_delivery_commit(store_delivery_t *d, time_t internaldate,
+			   store_delivery_cb *cb, void *ctx)
+{
+	store_t *store = d->store;
+
+	d->internaldate = internaldate;
+	d->cb = cb;
+	d->ctx = ctx;
+	d->next = NULL;
+	pthread_mutex_lock(&store->queue_lock);
+	if (store->committer_running) {
+		if (store->queue_tail != NULL)
+			store->queue_tail->next = d;
+		else
+			store->queue_head = d;
+		store->queue_tail = d;
+		pthread_cond_signal(&store->queue_cond);
+		pthread_mutex_unlock(&store->queue_lock);
+		return;
+	}
+	pthread_mutex_unlock(&store->queue_lock);
+	store_commit_batch(store, d);
+}
+
+/* ---- step 1 and 2: files ---- */
+
+static int hex_index(const char *name)
+{
+	char byte[3] = { name[0], name[1], '\0' };
+
+	return (int)strtol(byte, NULL, 16);
+}
+
+static int fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int ret;
+
+	if (fd < 0)
+		return -1;
+	ret = fsync(fd);
+	close(fd);
+	return ret;
+}
+
+/* Make a spill file durable and move it into blobs/XX/. */
+static void spill_finish(struct store_delivery *d, bool dirs[256],
+			 bool *root_touched)
+{
+	char from[4096], to[4096], dir[4096];
+	int ret;
+
+	if (spill_flush(d) < 0)
+		return;
+	ret = fdatasync(d->fd);
+	if (close(d->fd) < 0)
+		ret = -1;
+	d->fd = -1;
+	if (ret < 0) {
+		delivery_fail(d, "cannot sync the message file");
+		return;
+	}
+	snprintf(dir, sizeof(dir), "%s/blobs/%.2s", d->store->data_dir, d->name);
+	if (mkdir(dir, 0700) == 0) {
+		*root_touched = true;
+	} else if (errno != EEXIST) {
+		delivery_fail(d, "cannot create a blobs directory");
+		return;
+	}
+	delivery_path(d, false, from, sizeof(from));
+	delivery_path(d, true, to, sizeof(to));
+	if (rename(from, to) < 0) {
+		delivery_fail(d, "cannot move the message file into blobs/");
+		return;
+	}
+	d->spilled = false;
+	d->in_blobs = true;
+	dirs[hex_index(d->name)] = true;
+}
+
+/* One fsync per touched directory per batch, however many files landed in
+ * it. A failure fails exactly the deliveries whose file it concerns. */
+static void sync_dirs(store_t *store, struct store_delivery *list,
+		      const bool dirs[256], bool root_touched)
+{
+	char path[4096];
+	bool root_failed = false;
+
+	if (root_touched) {
+		snprintf(path, sizeof(path), "%s/blobs", store->data_dir);
+		root_failed = fsync_dir(path) < 0;
+	}
+	for (int i = 0; i < 256; i++) {
+		if (!dirs[i])
+			continue;
+		snprintf(path, sizeof(path), "%s/blobs/%02x", store->data_dir,
+			 (unsigned)i);
+		if (!root_failed && fsync_dir(path) == 0)
+			continue;
+		for (struct store_delivery *d = list; d != NULL; d = d->next) {
+			if (d->in_blobs && hex_index(d->name) == i)
+				delivery_fail(d, "cannot sync the blobs directory");
+		}
+	}
+}
+
+/* ---- step 3: the transaction ---- */
+
+/* Run BEGIN IMMEDIATE or COMMIT, retrying while another process (the CLI)
+ * holds the write lock; busy_timeout already waits inside each attempt. */
+static int exec_retry_busy(struct store_conn *conn, enum stmt_id id,
+			   const char **error_r)
+{
+	int rc = SQLITE_BUSY;
+
+	for (int i = 0; i < COMMIT_BUSY_ATTEMPTS && rc == SQLITE_BUSY; i++)
+		rc = stmt_exec(conn, id, error_r);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+static int insert_blob(struct store_conn *conn, struct store_delivery *d,
+		       int64_t *blob_id_r, const char **error_r)
+{
+	sqlite3_stmt *stmt = stmt_get(conn, STMT_BLOB_INSERT, error_r);
+	char path[4096];
+	uint32_t distinct = 0;
+	int rc;
+
+	if (stmt == NULL)
+		return -1;
+	for (uint32_t i = 0; i < d->n_rcpts; i++) {
+		uint32_t j = 0;
+
+		while (j < i && d->rcpts[j] != d->rcpts[i])
+			j++;
+		distinct += j == i;
+	}
+	sqlite3_bind_int64(stmt, 1, (int64_t)d->size);
+	sqlite3_bind_int64(stmt, 2, distinct);
+	if (d->in_blobs) {
+		/* Relative to DATA_DIR, so that the directory may move. */
+		snprintf(path, sizeof(path), "blobs/%.2s/%s", d->name, d->name);
+		sqlite3_bind_text(stmt, 4, path, -1, SQLITE_TRANSIENT);
+	} else if (d->buf_len > 0) {
+		sqlite3_bind_blob(stmt, 3, d->buf, (int)d->buf_len, SQLITE_STATIC);
+	} else {
+		sqlite3_bind_zeroblob(stmt, 3, 0);
+	}
+	rc = sqlite3_step(stmt);
+	stmt_put(conn, STMT_BLOB_INSERT, stmt);
+	if (rc != SQLITE_DONE) {
+		*error_r = store_db_error(conn, "storing the message");
+		return -1;
+	}
+	*blob_id_r = sqlite3_last_insert_rowid(conn->db);
+	return 0;
+}
+
+static int insert_message(struct store_conn *conn, struct store_delivery *d,
+			  uint32_t i, int64_t blob_id, const char **error_r)
+{
+	sqlite3_stmt *stmt = stmt_get(conn, STMT_INBOX_NEXT_UID, error_r);
+	int64_t mailbox_id = 0, uid = 0, modseq = 0;
+	int rc;
+
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, d->rcpts[i]);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		mailbox_id = sqlite3_column_int64(stmt, 0);
+		uid = sqlite3_column_int64(stmt, 1);
+		modseq = sqlite3_column_int64(stmt, 2);
+	} else if (rc == SQLITE_DONE) {
+		*error_r = store_errorf("recipient %" PRId64 " has no INBOX",
+					d->rcpts[i]);
+	} else {
+		*error_r = store_db_error(conn, "assigning a UID");
+	}
+	stmt_put(conn, STMT_INBOX_NEXT_UID, stmt);
+	if (rc != SQLITE_ROW)
+		return -1;
+	if (uid > UINT32_MAX) {
+		*error_r = "INBOX has run out of UIDs";
+		return -1;
+	}
+	d->uids[i] = (uint32_t)uid;
+
+	if ((stmt = stmt_get(conn, STMT_MESSAGE_INSERT, error_r)) == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, mailbox_id);
+	sqlite3_bind_int64(stmt, 2, uid);
+	sqlite3_bind_int64(stmt, 3, modseq);
+	sqlite3_bind_int64(stmt, 4, (int64_t)d->internaldate);
+	sqlite3_bind_int64(stmt, 5, (int64_t)d->size);
+	sqlite3_bind_int64(stmt, 6, blob_id);
+	if (d->subject != NULL)
+		sqlite3_bind_text(stmt, 7, d->subject, -1, SQLITE_STATIC);
+	rc = sqlite3_step(stmt);
+	stmt_put(conn, STMT_MESSAGE_INSERT, stmt);
+	if (rc != SQLITE_DONE) {
+		*error_r = store_db_error(conn, "storing the message");
+		return -1;
+	}
+	return 0;
+}
+
+static int insert_delivery(struct store_conn *conn, struct store_delivery *d,
+			   const char **error_r)
+{
+	int64_t blob_id;
+
+	if (insert_blob(conn, d, &blob_id, error_r) < 0)
+		return -1;
+	for (uint32_t i = 0; i < d->n_rcpts; i++) {
+		uint32_t j = 0;
+
+		/* A user named twice gets one copy, and the same UID twice. */
+		while (j < i && d->rcpts[j] != d->rcpts[i])
+			j++;
+		if (j < i)
+			d->uids[i] = d->uids[j];
+		else if (insert_message(conn, d, i, blob_id, error_r) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* One delivery inside the batch transaction. A failure undoes only its
+ * savepoint; -1 means the transaction itself is no longer trustworthy. */
+static int deliver_one(struct store_conn *conn, struct store_delivery *d,
+		       const char **error_r)
+{
+	const char *error;
+
+	if (stmt_exec(conn, STMT_SAVEPOINT, error_r) != SQLITE_OK)
+		return -1;
+	if (insert_delivery(conn, d, &error) < 0) {
+		delivery_fail(d, error);
+		if (stmt_exec(conn, STMT_ROLLBACK_TO, error_r) != SQLITE_OK)
+			return -1;
+	}
+	return stmt_exec(conn, STMT_RELEASE, error_r) == SQLITE_OK ? 0 : -1;
+}
+
+static void db_commit(store_t *store, struct store_delivery *list)
+{
+	struct store_conn *conn;
+	const char *error;
+	bool any = false;
+	int ret;
+
+	for (struct store_delivery *d = list; d != NULL; d = d->next)
+		any = any || d->status == 0;
+	if (!any)
+		return;
+	conn = store_conn_get(store, &error);
+	ret = conn == NULL ? -1 : exec_retry_busy(conn, STMT_BEGIN_IMMEDIATE, &error);
+	for (struct store_delivery *d = list; ret == 0 && d != NULL; d = d->next) {
+		if (d->status == 0)
+			ret = deliver_one(conn, d, &error);
+	}
+	if (ret == 0)
+		ret = exec_retry_busy(conn, STMT_COMMIT, &error);
+	if (ret == 0)
+		return;
+	if (conn != NULL)
+		(void)stmt_exec(conn, STMT_ROLLBACK, NULL);
+	for (struct store_delivery *d = list; d != NULL; d = d->next)
+		delivery_fail(d, error);
+}
+
+/* ---- the batch ---- */
+
+void store_commit_batch(store_t *store, struct store_delivery *list)
+{
+	struct store_delivery_result res;
+	struct store_delivery *d, *next;
+	bool dirs[256] = { false }, root_touched = false;
+	char path[4096];
+
+	for (d = list; d != NULL; d = d->next) {
+		if (d->n_rcpts == 0)
+			delivery_fail(d, "delivery has no recipients");
+		if (d->status == 0 && d->spilled)
+			spill_finish(d, dirs, &root_touched);
+	}
+	sync_dirs(store, list, dirs, root_touched);
+	db_commit(store, list);
+
+	for (d = list; d != NULL; d = next) {
+		next = d->next;
+		if (d->status < 0) {
+			/* Renamed for a transaction that did not commit:
+			 * nothing refers to the file. */
+			if (d->in_blobs) {
+				delivery_path(d, true, path, sizeof(path));
+				(void)unlink(path);
+			}
+			if (d->n_rcpts > 0)
+				memset(d->uids, 0, d->n_rcpts * sizeof(*d->uids));
+		}
+		res.status = d->status;
+		res.error = d->status < 0 ? d->error : NULL;
+		res.n_rcpts = d->n_rcpts;
+		res.uids = d->uids;
+		if (d->cb != NULL)
+			d->cb(d->ctx, &res);
+		delivery_free(d);
+	}
+}
+
+/* ---- the committer thread ---- */
+
+static void *committer_main(void *arg)
+{
+	store_t *store = arg;
+	struct store_delivery *batch;
+
+	pthread_mutex_lock(&store->queue_lock);
+	for (;;) {
+		while (store->queue_head == NULL && !store->committer_stop)
+			pthread_cond_wait(&store->queue_cond, &store->queue_lock);
+		if (store->queue_head == NULL)
+			break;
+		/* Group commit: whatever queued up while the previous batch
+		 * was syncing goes into this one transaction. */
+		batch = store->queue_head;
+		store->queue_head = store->queue_tail = NULL;
+		pthread_mutex_unlock(&store->queue_lock);
+		store_commit_batch(store, batch);
+		pthread_mutex_lock(&store->queue_lock);
+	}
+	/* Cleared here, under the lock, with the queue empty: a commit racing
+	 * with shutdown then runs synchronously instead of being lost. */
+	store->committer_running = false;
+	pthread_mutex_unlock(&store->queue_lock);
+	return NULL;
+}
+
+int store_start_committer(store_t *store, const char **error_r)
+{
+	sigset_t all, old;
+	int ret = 0;
+
+	pthread_mutex_lock(&store->queue_lock);
+	if (store->committer_running) {
+		*error_r = "the committer is already running";
+		ret = -1;
+	} else {
+		/* Signals belong to the event loops, not to this thread. */
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		store->committer_stop = false;
+		if (pthread_create(&store->committer, NULL, committer_main, store) != 0) {
+			*error_r = "cannot start the committer thread";
+			ret = -1;
+		} else {
+			store->committer_running = true;
+			store->committer_joinable = true;
+			pthread_setname_np(store->committer, "petrel-commit");
+		}
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	pthread_mutex_unlock(&store->queue_lock);
+	return ret;
+}
+
+void store_stop_committer(store_t *store)
+{
+	pthread_mutex_lock(&store->queue_lock);
+	if (!store->committer_joinable) {
+		pthread_mutex_unlock(&store->queue_lock);
+		return;
+	}
+	store->committer_stop = true;
+	pthread_cond_signal(&store->queue_cond);
+	pthread_mutex_unlock(&store->queue_lock);
+	pthread_join(store->committer, NULL);
+	store->committer_joinable = false;
+}
