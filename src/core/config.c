@@ -116,10 +116,11 @@ static int parse_listen(struct parse_state *st, enum listen_proto proto, const c
 			port = colon + 1;
 		}
 		uint64_t pnum;
-		if (parse_uint(port, 65535, &pnum) < 0 || pnum == 0 || strlen(host) == 0 ||
+		/* port 0: the kernel picks a free port (tests); the log shows it */
+	if (parse_uint(port, 65535, &pnum) < 0 || strlen(host) == 0 ||
 		    strlen(host) >= sizeof(la.host)) {
 			free(copy);
-			return fail(st, "listen", key, "'%s' needs a numeric address and a port 1-65535",
+			return fail(st, "listen", key, "'%s' needs a numeric address and a port 0-65535",
 				    value);
 		}
 		snprintf(la.host, sizeof(la.host), "%s", host);

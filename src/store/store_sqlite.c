@@ -24,6 +24,8 @@
 #define DOMAIN_MAX 253
 /* store_message_write never holds more than this much of a message. */
 #define STREAM_CHUNK (64u * 1024u)
+/* Opening retries a locked new database for up to this many 10 ms. */
+#define SETUP_ATTEMPTS 1000
 
 static const char schema_sql[] =
 	"BEGIN IMMEDIATE;"
@@ -393,19 +395,51 @@ static int tmp_cleanup(store_t *store, const char **error_r)
 	return 0;
 }
 
+static int journal_mode_cb(void *ctx, int n_cols, char **values, char **names)
+{
+	(void)names;
+	*(bool *)ctx = n_cols == 1 && values[0] != NULL &&
+		strcmp(values[0], "wal") == 0;
+	return 0;
+}
+
+/* Run sql, retrying while another process holds a lock. Processes racing
+ * to create a fresh database can get SQLITE_BUSY at once, without the busy
+ * handler (switching to WAL or upgrading a lock would risk a deadlock), and
+ * a failed switch to WAL is reported as the unchanged mode, not an error. */
+static int exec_setup(struct store_conn *conn, const char *sql, bool want_wal,
+		      const char **error_r)
+{
+	bool is_wal = false;
+	int rc = SQLITE_BUSY;
+
+	for (int i = 0; i < SETUP_ATTEMPTS && rc == SQLITE_BUSY; i++) {
+		if (i > 0)
+			usleep(10 * 1000);
+		rc = sqlite3_exec(conn->db, sql, want_wal ? journal_mode_cb : NULL,
+				  &is_wal, NULL);
+		if (rc == SQLITE_OK && want_wal && !is_wal) {
+			rc = SQLITE_BUSY;
+			*error_r = "cannot switch the database to WAL mode";
+		} else if (rc != SQLITE_OK) {
+			*error_r = store_db_error(conn, "creating the database");
+		}
+		/* A script that failed half-way leaves its transaction open. */
+		if (!sqlite3_get_autocommit(conn->db))
+			(void)sqlite3_exec(conn->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
 static int schema_setup(struct store_conn *conn, const char **error_r)
 {
 	sqlite3_stmt *stmt;
 	int version = -1;
 
 	/* WAL is a property of the database file: set once, kept forever. */
-	if (sqlite3_exec(conn->db, "PRAGMA journal_mode = WAL;",
-			 NULL, NULL, NULL) != SQLITE_OK ||
-	    sqlite3_exec(conn->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK) {
-		*error_r = store_db_error(conn, "creating the schema");
-		(void)sqlite3_exec(conn->db, "ROLLBACK", NULL, NULL, NULL);
+	if (exec_setup(conn, "PRAGMA journal_mode = WAL", true, error_r) < 0 ||
+	    exec_setup(conn, schema_sql, false, error_r) < 0)
 		return -1;
-	}
 	if ((stmt = stmt_get(conn, STMT_SCHEMA_VERSION, error_r)) == NULL)
 		return -1;
 	if (sqlite3_step(stmt) == SQLITE_ROW)
