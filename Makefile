@@ -15,7 +15,7 @@ LDLIBS_ALL  = $(PKG_LIBS) -lpthread $(LDLIBS)
 
 SRCS    := $(sort $(wildcard src/*/*.c))
 OBJS    := $(SRCS:%.c=$(BUILD)/%.o)
-LIBOBJS := $(filter-out $(BUILD)/src/cli/main.o,$(OBJS))
+LIBOBJS := $(filter-out $(BUILD)/src/cli/%,$(OBJS))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 

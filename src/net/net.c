@@ -218,7 +218,9 @@ static void conn_free(net_conn_t *c)
 	atomic_fetch_sub(&w->srv->n_conns, 1);
 	event_free(c->kick);
 	bufferevent_free(c->bev);
-	close(c->fd);
+	/* A TLS bufferevent owns the fd and its SSL (freed with it). */
+	if (!c->tls)
+		close(c->fd);
 	free(c->line);
 	free(c);
 	if (w->stopping && w->n_conns == 0)
@@ -266,10 +268,13 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_CONNECTED)
 		return; /* TLS handshake done */
 	if ((what & BEV_EVENT_TIMEOUT) && !(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))) {
-		if (c->closing) {
+		/* A peer that does not read our output, or that we are only
+		 * waiting for to take our last words, is dropped. */
+		if ((what & BEV_EVENT_WRITING) || c->closing) {
 			conn_gone(c);
 			return;
 		}
+		/* Read timeout: the protocol says goodbye (EV_WRITE still on). */
 		c->ops->timeout(c->session);
 		return;
 	}
@@ -325,7 +330,7 @@ static void conn_start(void *arg)
 	snprintf(c->peer_ip, sizeof(c->peer_ip), "%s", host);
 	if (ai->l->implicit_tls) {
 		c->bev = tls_bufferevent_accept(w->srv->tls, w->base, c->fd);
-		c->tls = 1;
+		c->tls = c->bev != NULL;
 	} else {
 		c->bev = bufferevent_socket_new(w->base, c->fd, BEV_OPT_DEFER_CALLBACKS);
 	}

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #define SCHEMA_VERSION 1
+#define DATA_DIR_MAX 3072
 #define LOCALPART_MAX 64
 #define DOMAIN_MAX 253
 /* store_message_write never holds more than this much of a message. */
@@ -94,7 +95,7 @@ static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_SCHEMA_VERSION] =
 		"SELECT value FROM meta WHERE key = 'schema_version'",
 	[STMT_DOMAIN_ID] = "SELECT id FROM domains WHERE name = ?1",
-	[STMT_DOMAIN_INSERT] = "INSERT INTO domains(name) VALUES (lower(?1))",
+	[STMT_DOMAIN_INSERT] = "INSERT INTO domains(name) VALUES (?1)",
 	[STMT_DOMAIN_USERS] =
 		"SELECT d.id, (SELECT count(*) FROM users u WHERE u.domain_id = d.id)"
 		" FROM domains d WHERE d.name = ?1",
@@ -326,14 +327,27 @@ static int tx_finish(struct store_conn *conn, int ret, const char **error_r)
 	return -1;
 }
 
-static int step_error(struct store_conn *conn, int rc, const char **error_r)
+/* For a failed sqlite3_step(); SQLite's message says what went wrong
+ * ("database is locked", "disk I/O error", ...). */
+static int step_error(struct store_conn *conn, const char **error_r)
 {
-	*error_r = store_db_error(conn, rc == SQLITE_BUSY ?
-				  "database is locked" : "database error");
+	*error_r = store_db_error(conn, "database error");
 	return -1;
 }
 
 /* ---- opening and closing ---- */
+
+int store_fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int ret;
+
+	if (fd < 0)
+		return -1;
+	ret = fsync(fd);
+	close(fd);
+	return ret;
+}
 
 static int mkdir_p(const char *path, const char **error_r)
 {
@@ -461,6 +475,11 @@ int store_open(const char *data_dir, store_t **store_r, const char **error_r)
 	char path[4096];
 
 	*store_r = NULL;
+	/* Bounded so that every path built from it fits the buffers below. */
+	if (data_dir == NULL || data_dir[0] == '\0' || strlen(data_dir) > DATA_DIR_MAX) {
+		*error_r = "missing or too long data directory";
+		return -1;
+	}
 	if (!sqlite3_threadsafe()) {
 		*error_r = "SQLite was built without thread support";
 		return -1;
@@ -505,6 +524,12 @@ int store_open(const char *data_dir, store_t **store_r, const char **error_r)
 	}
 	if (schema_setup(conn, error_r) < 0)
 		goto fail;
+	/* The first open created petrel.db, tmp/ and blobs/: make their
+	 * names durable before anything stored there is acknowledged. */
+	if (store_fsync_dir(data_dir) < 0) {
+		*error_r = store_errorf("fsync %s: %s", data_dir, strerror(errno));
+		goto fail;
+	}
 	*store_r = store;
 	return 0;
 fail:
@@ -619,7 +644,7 @@ int store_domain_add(store_t *store, const char *domain, const char **error_r)
 		*error_r = store_errorf("domain %s already exists", name);
 		return -1;
 	}
-	return step_error(conn, rc, error_r);
+	return step_error(conn, error_r);
 }
 
 static int domain_delete(struct store_conn *conn, const char *name,
@@ -643,7 +668,7 @@ static int domain_delete(struct store_conn *conn, const char *name,
 		return -1;
 	}
 	if (rc != SQLITE_ROW)
-		return step_error(conn, rc, error_r);
+		return step_error(conn, error_r);
 	if (users > 0) {
 		*error_r = store_errorf("domain %s still has %lld user%s", name,
 					(long long)users, users == 1 ? "" : "s");
@@ -654,7 +679,7 @@ static int domain_delete(struct store_conn *conn, const char *name,
 	sqlite3_bind_int64(stmt, 1, id);
 	rc = sqlite3_step(stmt);
 	stmt_put(conn, STMT_DOMAIN_DELETE, stmt);
-	return rc == SQLITE_DONE ? 0 : step_error(conn, rc, error_r);
+	return rc == SQLITE_DONE ? 0 : step_error(conn, error_r);
 }
 
 int store_domain_del(store_t *store, const char *domain, const char **error_r)
@@ -684,7 +709,7 @@ static int domain_id(struct store_conn *conn, const char *name, int64_t *id_r,
 	stmt_put(conn, STMT_DOMAIN_ID, stmt);
 	if (rc == SQLITE_ROW)
 		return 1;
-	return rc == SQLITE_DONE ? 0 : step_error(conn, rc, error_r);
+	return rc == SQLITE_DONE ? 0 : step_error(conn, error_r);
 }
 
 int store_domain_exists(store_t *store, const char *domain, const char **error_r)
@@ -714,7 +739,7 @@ int store_domain_list(store_t *store, void (*cb)(void *ctx, const char *domain),
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
 		cb(ctx, (const char *)sqlite3_column_text(stmt, 0));
 	stmt_put(conn, STMT_DOMAIN_LIST, stmt);
-	return rc == SQLITE_DONE ? 0 : step_error(conn, rc, error_r);
+	return rc == SQLITE_DONE ? 0 : step_error(conn, error_r);
 }
 
 /* ---- users ---- */
@@ -734,13 +759,14 @@ static int user_find(struct store_conn *conn, const struct address *addr,
 	if (rc == SQLITE_ROW) {
 		ret = 1;
 		*user_id_r = sqlite3_column_int64(stmt, 0);
-		if (hash_r != NULL &&
-		    (*hash_r = strdup((const char *)sqlite3_column_text(stmt, 1))) == NULL) {
+		const char *hash = (const char *)sqlite3_column_text(stmt, 1);
+
+		if (hash_r != NULL && (hash == NULL || (*hash_r = strdup(hash)) == NULL)) {
 			*error_r = "out of memory";
 			ret = -1;
 		}
 	} else {
-		ret = rc == SQLITE_DONE ? 0 : step_error(conn, rc, error_r);
+		ret = rc == SQLITE_DONE ? 0 : step_error(conn, error_r);
 	}
 	stmt_put(conn, STMT_USER_LOOKUP, stmt);
 	return ret;
@@ -774,7 +800,7 @@ static int user_insert(struct store_conn *conn, const struct address *addr,
 		return -1;
 	}
 	if (rc != SQLITE_DONE)
-		return step_error(conn, rc, error_r);
+		return step_error(conn, error_r);
 	user_id = sqlite3_last_insert_rowid(conn->db);
 
 	if (uidvalidity == 0)
@@ -789,7 +815,7 @@ static int user_insert(struct store_conn *conn, const struct address *addr,
 		rc = sqlite3_step(stmt);
 		stmt_put(conn, STMT_MAILBOX_INSERT, stmt);
 		if (rc != SQLITE_DONE)
-			return step_error(conn, rc, error_r);
+			return step_error(conn, error_r);
 	}
 	return 0;
 }
@@ -861,7 +887,7 @@ static int blob_unref(struct store_conn *conn, const struct blob_ref *ref,
 			ret = -1;
 		}
 	} else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		ret = step_error(conn, rc, error_r);
+		ret = step_error(conn, error_r);
 	}
 	stmt_put(conn, STMT_BLOB_UNREF, stmt);
 	if (ret < 0 || !unused)
@@ -872,7 +898,7 @@ static int blob_unref(struct store_conn *conn, const struct blob_ref *ref,
 	sqlite3_bind_int64(stmt, 1, ref->blob_id);
 	rc = sqlite3_step(stmt);
 	stmt_put(conn, STMT_BLOB_DELETE, stmt);
-	return rc == SQLITE_DONE ? 0 : step_error(conn, rc, error_r);
+	return rc == SQLITE_DONE ? 0 : step_error(conn, error_r);
 }
 
 static int user_delete(struct store_conn *conn, const struct address *addr,
@@ -912,14 +938,14 @@ static int user_delete(struct store_conn *conn, const struct address *addr,
 		*error_r = "out of memory";
 		ret = -1;
 	} else if (rc != SQLITE_DONE) {
-		ret = step_error(conn, rc, error_r);
+		ret = step_error(conn, error_r);
 	} else if ((stmt = stmt_get(conn, STMT_USER_DELETE, error_r)) == NULL) {
 		ret = -1;
 	} else {
 		sqlite3_bind_int64(stmt, 1, user_id);
 		rc = sqlite3_step(stmt);
 		stmt_put(conn, STMT_USER_DELETE, stmt);
-		ret = rc == SQLITE_DONE ? 0 : step_error(conn, rc, error_r);
+		ret = rc == SQLITE_DONE ? 0 : step_error(conn, error_r);
 	}
 	for (size_t i = 0; ret == 0 && i < n_refs; i++)
 		ret = blob_unref(conn, &refs[i], freed, error_r);
@@ -976,7 +1002,7 @@ int store_user_set_password(store_t *store, const char *address,
 	rc = sqlite3_step(stmt);
 	stmt_put(conn, STMT_USER_SET_PASSWORD, stmt);
 	if (rc != SQLITE_DONE)
-		return step_error(conn, rc, error_r);
+		return step_error(conn, error_r);
 	if (sqlite3_changes(conn->db) == 0) {
 		*error_r = store_errorf("no such user: %s@%s", addr.local, addr.domain);
 		return -1;
@@ -1046,7 +1072,7 @@ int store_user_list(store_t *store, const char *domain,
 		cb(ctx, address);
 	}
 	stmt_put(conn, STMT_USER_LIST, stmt);
-	return rc == SQLITE_DONE ? 0 : step_error(conn, rc, error_r);
+	return rc == SQLITE_DONE ? 0 : step_error(conn, error_r);
 }
 
 /* ---- mailboxes and messages ---- */
@@ -1075,7 +1101,7 @@ int store_mailbox_list(store_t *store, int64_t user_id,
 		cb(ctx, &info);
 	}
 	stmt_put(conn, STMT_MAILBOX_LIST, stmt);
-	return rc == SQLITE_DONE ? 0 : step_error(conn, rc, error_r);
+	return rc == SQLITE_DONE ? 0 : step_error(conn, error_r);
 }
 
 /* 1 found (*id_r set), 0 no such mailbox, -1 error. */
@@ -1095,7 +1121,7 @@ static int mailbox_id(struct store_conn *conn, int64_t user_id, const char *name
 	stmt_put(conn, STMT_MAILBOX_ID, stmt);
 	if (rc == SQLITE_ROW)
 		return 1;
-	return rc == SQLITE_DONE ? 0 : step_error(conn, rc, error_r);
+	return rc == SQLITE_DONE ? 0 : step_error(conn, error_r);
 }
 
 int store_message_list(store_t *store, int64_t user_id, const char *mailbox,
@@ -1126,7 +1152,7 @@ int store_message_list(store_t *store, int64_t user_id, const char *mailbox,
 		cb(ctx, &info);
 	}
 	stmt_put(conn, STMT_MESSAGE_LIST, stmt);
-	return rc == SQLITE_DONE ? 1 : step_error(conn, rc, error_r);
+	return rc == SQLITE_DONE ? 1 : step_error(conn, error_r);
 }
 
 static int write_out(FILE *out, const void *data, size_t len, const char **error_r)
@@ -1235,7 +1261,7 @@ int store_message_write(store_t *store, int64_t user_id, const char *mailbox,
 			}
 		}
 	} else {
-		ret = rc == SQLITE_DONE ? 0 : step_error(conn, rc, error_r);
+		ret = rc == SQLITE_DONE ? 0 : step_error(conn, error_r);
 	}
 	stmt_put(conn, STMT_MESSAGE_BLOB, stmt);
 	if (fd >= 0) {

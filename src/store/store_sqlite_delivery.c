@@ -12,6 +12,8 @@
  */
 #include "store/store_sqlite_private.h"
 
+#include "core/log.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -22,6 +24,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* How long the committer keeps retrying a database locked by another
@@ -307,18 +310,6 @@ static int hex_index(const char *name)
 	return (int)strtol(byte, NULL, 16);
 }
 
-static int fsync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int ret;
-
-	if (fd < 0)
-		return -1;
-	ret = fsync(fd);
-	close(fd);
-	return ret;
-}
-
 /* Make a spill file durable and move it into blobs/XX/. */
 static void spill_finish(struct store_delivery *d, bool dirs[256],
 			 bool *root_touched)
@@ -364,14 +355,14 @@ static void sync_dirs(store_t *store, struct store_delivery *list,
 
 	if (root_touched) {
 		snprintf(path, sizeof(path), "%s/blobs", store->data_dir);
-		root_failed = fsync_dir(path) < 0;
+		root_failed = store_fsync_dir(path) < 0;
 	}
 	for (int i = 0; i < 256; i++) {
 		if (!dirs[i])
 			continue;
 		snprintf(path, sizeof(path), "%s/blobs/%02x", store->data_dir,
 			 (unsigned)i);
-		if (!root_failed && fsync_dir(path) == 0)
+		if (!root_failed && store_fsync_dir(path) == 0)
 			continue;
 		for (struct store_delivery *d = list; d != NULL; d = d->next) {
 			if (d->in_blobs && hex_index(d->name) == i)
@@ -553,8 +544,11 @@ void store_commit_batch(store_t *store, struct store_delivery *list)
 	struct store_delivery_result res;
 	struct store_delivery *d, *next;
 	bool dirs[256] = { false }, root_touched = false;
+	unsigned n = 0, failed = 0;
+	struct timespec start, end;
 	char path[4096];
 
+	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (d = list; d != NULL; d = d->next) {
 		if (d->n_rcpts == 0)
 			delivery_fail(d, "delivery has no recipients");
@@ -563,6 +557,16 @@ void store_commit_batch(store_t *store, struct store_delivery *list)
 	}
 	sync_dirs(store, list, dirs, root_touched);
 	db_commit(store, list);
+
+	/* The batch size shows how well group commit is working. */
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	for (d = list; d != NULL; d = d->next) {
+		n++;
+		failed += d->status < 0;
+	}
+	log_debug("store", 0, "event=commit deliveries=%u failed=%u ms=%ld", n, failed,
+		  (long)((end.tv_sec - start.tv_sec) * 1000 +
+			 (end.tv_nsec - start.tv_nsec) / 1000000));
 
 	for (d = list; d != NULL; d = next) {
 		next = d->next;
@@ -620,7 +624,7 @@ int store_start_committer(store_t *store, const char **error_r)
 	int ret = 0;
 
 	pthread_mutex_lock(&store->queue_lock);
-	if (store->committer_running) {
+	if (store->committer_joinable) {
 		*error_r = "the committer is already running";
 		ret = -1;
 	} else {

@@ -94,6 +94,9 @@ const char *store_db_error(struct store_conn *conn, const char *what);
 const char *store_errorf(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
 
+/* open + fsync + close of a directory: makes the names in it durable. */
+int store_fsync_dir(const char *path);
+
 /* The synchronous path and the committer thread both end here: make the
  * listed deliveries durable, call their callbacks, free them. */
 void store_commit_batch(store_t *store, struct store_delivery *list);
