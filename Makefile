@@ -54,6 +54,10 @@ test: bootstrap
 		build-asan/petrel $(UNIT_BINS:$(BUILD)/%=build-asan/%)
 	@scripts/run-tests all
 
+# libFuzzer targets (clang): build/fuzz/fuzz_*; see fuzz/README.md
+fuzz:
+	$(MAKE) -C fuzz
+
 clean:
 	rm -rf build build-asan
 

@@ -34,6 +34,8 @@ struct parse_state {
 	struct config *config;
 	char *error;
 	int line; /* inih does not pass line numbers: count them ourselves */
+	int bad_line; /* first line the reader refused (too long, unknown section) */
+	char bad_why[128];
 };
 
 static int fail(struct parse_state *st, const char *section, const char *key, const char *fmt,
@@ -46,7 +48,8 @@ static int fail(struct parse_state *st, const char *section, const char *key, co
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	free(st->error);
+	if (st->error != NULL)
+		return 0; /* inih goes on after an error: report the first */
 	if (asprintf(&st->error, "[%s] %s: %s", section, key, msg) < 0)
 		st->error = NULL;
 	return 0;
@@ -100,8 +103,9 @@ static int parse_listen(struct parse_state *st, enum listen_proto proto, const c
 		if (*tok == '[') {
 			char *close = strchr(tok, ']');
 			if (close == NULL || close[1] != ':') {
+				fail(st, "listen", key, "'%s' is not [address]:port", tok);
 				free(copy);
-				return fail(st, "listen", key, "'%s' is not [address]:port", tok);
+				return 0;
 			}
 			*close = '\0';
 			host = tok + 1;
@@ -109,19 +113,22 @@ static int parse_listen(struct parse_state *st, enum listen_proto proto, const c
 		} else {
 			char *colon = strrchr(tok, ':');
 			if (colon == NULL) {
+				fail(st, "listen", key, "'%s' is not address:port", tok);
 				free(copy);
-				return fail(st, "listen", key, "'%s' is not address:port", tok);
+				return 0;
 			}
 			*colon = '\0';
 			port = colon + 1;
 		}
 		uint64_t pnum;
 		/* port 0: the kernel picks a free port (tests); the log shows it */
-	if (parse_uint(port, 65535, &pnum) < 0 || strlen(host) == 0 ||
+		if (parse_uint(port, 65535, &pnum) < 0 || port[strspn(port, "0123456789")] != '\0' ||
+		    strlen(host) == 0 ||
 		    strlen(host) >= sizeof(la.host)) {
+			fail(st, "listen", key, "'%s' needs a numeric address and a port 0-65535",
+			     value);
 			free(copy);
-			return fail(st, "listen", key, "'%s' needs a numeric address and a port 0-65535",
-				    value);
+			return 0;
 		}
 		snprintf(la.host, sizeof(la.host), "%s", host);
 		snprintf(la.port, sizeof(la.port), "%u", (unsigned)pnum);
@@ -234,13 +241,39 @@ static int handler(void *user, const char *section, const char *name, const char
 }
 
 /* inih reports the first failing line; we also count lines to know which
- * line a handler call belongs to (for listen entries). */
+ * line a handler call belongs to (for listen entries), refuse lines longer
+ * than inih's buffer (it would parse the rest as a new line), and check
+ * section names here because inih reports sections only with their keys. */
+static const char *const sections[] = { "server", "tls", "smtp", "listen", "limits" };
+
 static char *reader(char *str, int num, void *stream)
 {
 	struct parse_state *st = ((void **)stream)[1];
-	char *r = fgets(str, num, ((void **)stream)[0]);
-	if (r != NULL)
-		st->line++;
+	FILE *f = ((void **)stream)[0];
+	char *r = fgets(str, num, f);
+	if (r == NULL || st->bad_line != 0)
+		return NULL;
+	st->line++;
+	size_t len = strlen(str);
+	if (len == (size_t)num - 1 && str[len - 1] != '\n' && !feof(f)) {
+		st->bad_line = st->line;
+		snprintf(st->bad_why, sizeof(st->bad_why), "line too long (max %d octets)", num - 2);
+		return NULL;
+	}
+	const char *p = str + strspn(str, " \t");
+	if (*p == '[') {
+		size_t n = strcspn(p + 1, "]");
+		int known = 0;
+		for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
+			if (strlen(sections[i]) == n && strncmp(p + 1, sections[i], n) == 0)
+				known = 1;
+		if (!known && p[1 + n] == ']') {
+			st->bad_line = st->line;
+			snprintf(st->bad_why, sizeof(st->bad_why), "unknown section [%.*s]",
+				 (int)(n < 64 ? n : 64), p + 1);
+			return NULL;
+		}
+	}
 	return r;
 }
 
@@ -275,6 +308,13 @@ int config_load(const char *path, struct config **config_r, char **error_r)
 	void *stream[2] = { f, &st };
 	int rc = ini_parse_stream(reader, stream, handler, &st);
 	fclose(f);
+	if (st.bad_line != 0 && (rc == 0 || st.bad_line < rc)) {
+		if (asprintf(error_r, "%s:%d: %s", path, st.bad_line, st.bad_why) < 0)
+			*error_r = NULL;
+		free(st.error);
+		config_free(c);
+		return -1;
+	}
 	if (rc != 0) {
 		if (rc > 0) {
 			if (asprintf(error_r, "%s:%d: %s", path, rc,

@@ -39,7 +39,7 @@ static int write_content(struct smtp_session *s, const char *data, size_t len)
 static void write_trace(struct smtp_session *s)
 {
 	const struct config *cfg = s->srv->config;
-	char from[SMTP_ADDR_MAX + 260], tls[128], date[64], hdr[2048];
+	char from[SMTP_ADDRESS_MAX], tls[128], date[64], hdr[4096];
 	smtp_path_address(&s->from, from, sizeof(from));
 	net_conn_tls_describe(s->conn, tls, sizeof(tls));
 	time_t now = time(NULL);
@@ -53,7 +53,7 @@ static void write_trace(struct smtp_session *s)
 	char tlsinfo[160] = "";
 	if (tls[0] != '\0')
 		snprintf(tlsinfo, sizeof(tlsinfo), " (%s)", tls);
-	char forclause[SMTP_ADDR_MAX + 280] = "";
+	char forclause[SMTP_ADDRESS_MAX + 20] = "";
 	if (s->n_rcpts == 1)
 		snprintf(forclause, sizeof(forclause), "\r\n\tfor <%s>", s->first_rcpt);
 	int n = snprintf(hdr, sizeof(hdr),
@@ -78,7 +78,7 @@ static void begin_message(struct smtp_session *s)
 	s->too_big = 0;
 	s->io_error = 0;
 	if (s->scratch == NULL)
-		s->scratch = malloc(SCRATCH_SIZE);
+		s->scratch = malloc(SCRATCH_SIZE + 1); /* decoder contract: len + 1 */
 	write_trace(s);
 }
 

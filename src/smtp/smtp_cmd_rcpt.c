@@ -13,7 +13,7 @@ static int resolve(struct smtp_session *s, const struct smtp_path *p, int64_t *u
 {
 	store_t *store = s->srv->store;
 	const char *err;
-	char addr[SMTP_ADDR_MAX + 260];
+	char addr[SMTP_ADDRESS_MAX];
 
 	if (!p->postmaster_only) {
 		if (p->domain_literal) {
@@ -83,7 +83,7 @@ void smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		return;
 	}
 	int64_t uid;
-	char addr[SMTP_ADDR_MAX + 260];
+	char addr[SMTP_ADDRESS_MAX];
 	smtp_path_address(&path, addr, sizeof(addr));
 	char safe[128];
 	if (resolve(s, &path, &uid) != 1) {

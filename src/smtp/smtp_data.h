@@ -20,7 +20,8 @@ struct smtp_data_parser {
 
 void smtp_data_init(struct smtp_data_parser *p);
 
-/* Decode up to len octets of in into out (room for len octets). Returns the
+/* Decode up to len octets of in into out, which must have room for len + 1
+ * octets (a CR held back at ".<CR>" may be released by the next call). Returns the
  * number of input octets consumed; *out_len_r gets the octets written.
  * *done_r is set when the terminating <CRLF>.<CRLF> has been consumed; input
  * after it is left unconsumed (pipelined commands). */

@@ -58,13 +58,20 @@ static int parse_domain(const char **sp, struct smtp_path *path, const char **wh
 	if (*s == '[') {
 		/* address-literal: keep as is, check the characters (4.1.3) */
 		const char *e = strchr(s, ']');
-		if (e == NULL || (size_t)(e - s + 1) >= sizeof(path->domain)) {
+		if (e == NULL || e == s + 1 || (size_t)(e - s + 1) >= sizeof(path->domain)) {
+			*why_r = "bad address literal";
+			return -1;
+		}
+		/* 4.1.3: IPv4 dotted quad, or Standardized-tag ":" dcontent */
+		size_t tag = strspn(s + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-");
+		int ipv4 = strspn(s + 1, "0123456789.") == (size_t)(e - s - 1);
+		if (!ipv4 && (tag == 0 || s[1 + tag] != ':' || s + 2 + tag >= e)) {
 			*why_r = "bad address literal";
 			return -1;
 		}
 		for (const char *p = s + 1; p < e; p++) {
 			unsigned char c = (unsigned char)*p;
-			if (c < 33 || c > 126 || c == '[' || c == '\\') {
+			if (c < 33 || c > 126 || c == '[' || c == '\\' || c == '>') {
 				*why_r = "bad address literal";
 				return -1;
 			}
@@ -139,12 +146,30 @@ int smtp_parse_path(const char *s, int allow_null, struct smtp_path *path,
 	}
 	/* A-d-l (source route): obsolete; accepted and ignored (4.1.1.3). */
 	if (*s == '@') {
-		const char *colon = strchr(s, ':');
-		if (colon == NULL) {
-			*why_r = "bad source route";
-			return -1;
+		/* A-d-l = At-domain *( "," At-domain ); At-domain = "@" Domain */
+		for (;;) {
+			if (*s != '@') {
+				*why_r = "bad source route";
+				return -1;
+			}
+			s++;
+			size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-");
+			if (n == 0) {
+				*why_r = "bad source route";
+				return -1;
+			}
+			s += n;
+			if (*s == ',') {
+				s++;
+				continue;
+			}
+			if (*s != ':') {
+				*why_r = "bad source route";
+				return -1;
+			}
+			s++;
+			break;
 		}
-		s = colon + 1;
 	}
 	size_t o = 0;
 	if (*s == '"') {
@@ -288,16 +313,23 @@ void smtp_path_address(const struct smtp_path *path, char *out, size_t outsz)
 	}
 	int quote = 0;
 	const char *l = path->local;
-	if (*l == '.' || l[strlen(l) - 1] == '.' || strstr(l, "..") != NULL)
+	if (*l == '\0' || *l == '.' || l[strlen(l) - 1] == '.' || strstr(l, "..") != NULL)
 		quote = 1;
 	for (const char *p = l; *p != '\0' && !quote; p++)
 		if (*p != '.' && !is_atext((unsigned char)*p))
 			quote = 1;
+	/* Worst case: every octet escaped, two quotes, "@", the domain, NUL:
+	 * callers size out with SMTP_ADDRESS_MAX. */
 	size_t o = 0;
+	if (outsz == 0)
+		return;
 	if (quote && o + 1 < outsz)
 		out[o++] = '"';
-	for (const char *p = l; *p != '\0' && o + 3 < outsz; p++) {
-		if (quote && (*p == '"' || *p == '\\'))
+	for (const char *p = l; *p != '\0'; p++) {
+		int esc = quote && (*p == '"' || *p == '\\');
+		if (o + (size_t)esc + 1 >= outsz)
+			break;
+		if (esc)
 			out[o++] = '\\';
 		out[o++] = *p;
 	}

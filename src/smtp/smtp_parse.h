@@ -10,6 +10,10 @@
 
 #define SMTP_ADDR_MAX 512 /* RFC 5321 4.5.3.1.3: path up to 256 octets; leave room */
 
+/* Room for smtp_path_address() output: local part fully escaped and quoted,
+ * "@", domain, NUL. */
+#define SMTP_ADDRESS_MAX (2 * SMTP_ADDR_MAX + 2 + 1 + 256 + 1)
+
 struct smtp_path {
 	int null;                   /* "<>" */
 	char local[SMTP_ADDR_MAX];  /* unquoted local part */

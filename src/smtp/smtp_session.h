@@ -44,7 +44,7 @@ struct smtp_session {
 	int64_t *rcpt_ids;
 	unsigned n_rcpts, rcpt_cap;
 	unsigned rcpt_attempts;
-	char first_rcpt[SMTP_ADDR_MAX + 260];
+	char first_rcpt[SMTP_ADDRESS_MAX];
 	store_delivery_t *delivery;
 	struct mime_head head;
 	struct smtp_data_parser dp;
