@@ -59,29 +59,29 @@ int cli_domain(struct config *config, int argc, char **argv)
 	store_t *store = cli_open_store(config);
 	if (store == NULL)
 		return EX_UNAVAILABLE;
-	const char *err;
+	const char *err = NULL;
 	int rc = EX_OK;
 	if (list) {
 		if (store_domain_list(store, print_line, NULL, &err) < 0)
 			rc = EX_SOFTWARE;
-	} else if (strcmp(sub, "add") == 0) {
+	} else {
+		int add = strcmp(sub, "add") == 0;
 		int exists = store_domain_exists(store, argv[1], &err);
-		if (exists > 0) {
+		if (exists < 0) {
+			rc = EX_SOFTWARE;
+		} else if (add && exists) {
 			cli_error("domain %s already exists", argv[1]);
 			rc = EX_DATAERR;
-		} else if (exists < 0 || store_domain_add(store, argv[1], &err) < 0) {
-			rc = EX_SOFTWARE;
-		}
-	} else {
-		int exists = store_domain_exists(store, argv[1], &err);
-		if (exists == 0) {
+		} else if (!add && !exists) {
 			cli_error("no domain %s (see: petrel domain list)", argv[1]);
 			rc = EX_DATAERR;
-		} else if (exists < 0 || store_domain_del(store, argv[1], &err) < 0) {
-			rc = EX_DATAERR;
+		} else if (add ? store_domain_add(store, argv[1], &err) < 0
+			       : store_domain_del(store, argv[1], &err) < 0) {
+			/* e.g. users left: the store's message says how many */
+			rc = add ? EX_SOFTWARE : EX_DATAERR;
 		}
 	}
-	if (rc == EX_SOFTWARE || (rc == EX_DATAERR && err != NULL && strcmp(sub, "del") == 0))
+	if (err != NULL && rc != EX_OK)
 		cli_error("domain %s: %s", sub, err);
 	store_close(store);
 	return rc;

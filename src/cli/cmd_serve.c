@@ -88,6 +88,7 @@ int cli_serve(struct config *config, int argc, char **argv)
 		cli_error("usage: petrel -c FILE serve");
 		return EX_USAGE;
 	}
+	net_block_signals();
 	char *err;
 	if (config_validate(config, &err) < 0) {
 		cli_error("%s", err);

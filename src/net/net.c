@@ -560,6 +560,16 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	net_worker_post(w, conn_start, ai);
 }
 
+void net_block_signals(void)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 net_server_t *net_server_new(unsigned workers, unsigned max_connections, size_t output_high,
 			     tls_server_t *tls)
 {
@@ -727,6 +737,14 @@ int net_server_run(net_server_t *srv, unsigned grace, void (*on_hup)(void *), vo
 	evsignal_add(srv->sig_term, NULL);
 	evsignal_add(srv->sig_int, NULL);
 	evsignal_add(srv->sig_hup, NULL);
+	/* Signals were blocked since start-up (net_block_signals): those that
+	 * arrived meanwhile are delivered to the handlers now. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	for (unsigned i = 0; i < srv->n_workers; i++) {
 		net_worker_t *w = &srv->workers[i];
 		pthread_create(&w->thread, NULL, worker_main, w);

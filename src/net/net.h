@@ -37,6 +37,10 @@ struct net_proto_ops {
 	void (*closed)(void *session);
 };
 
+/* Hold SIGTERM/SIGINT/SIGHUP until net_server_run installs its handlers
+ * (call first thing in serve: threads started later inherit the mask). */
+void net_block_signals(void);
+
 net_server_t *net_server_new(unsigned workers, unsigned max_connections, size_t output_high,
 			     tls_server_t *tls);
 /* Bind a listener. port "0" picks a free port; the log line event=listen

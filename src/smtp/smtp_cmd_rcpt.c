@@ -60,6 +60,11 @@ void smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		smtp_reply_error(s, "503 5.5.1 Need MAIL before RCPT");
 		return;
 	}
+	if (s->bdat_started) {
+		/* RFC 3030 2: BDAT chunks follow the recipients */
+		smtp_reply_error(s, "503 5.5.1 RCPT not allowed after BDAT");
+		return;
+	}
 	if (strncasecmp(args, "TO:", 3) != 0) {
 		smtp_reply_error(s, "501 5.5.4 Syntax: RCPT TO:<address>");
 		return;

@@ -145,6 +145,13 @@ static void dispatch(struct smtp_session *s, char *line, size_t len)
 	smtp_reply_error(s, "500 5.5.1 Command unrecognized");
 }
 
+static void close_for_shutdown(struct smtp_session *s)
+{
+	smtp_reply(s, "421 4.3.2 %s Service shutting down", s->srv->config->hostname);
+	smtp_set_state(s, SMTP_CLOSING);
+	net_conn_close(s->conn);
+}
+
 static void smtp_input(void *arg)
 {
 	struct smtp_session *s = arg;
@@ -155,11 +162,19 @@ static void smtp_input(void *arg)
 			smtp_data_input(s);
 			if (s->state == SMTP_DATA)
 				return; /* need more input */
+			if (s->stopping && s->state == SMTP_READY) {
+				close_for_shutdown(s); /* the message was refused */
+				return;
+			}
 			continue;
 		case SMTP_BDAT:
 			smtp_bdat_input(s);
 			if (s->state == SMTP_BDAT)
 				return;
+			if (s->stopping && (s->state == SMTP_READY || s->state == SMTP_INIT)) {
+				close_for_shutdown(s);
+				return;
+			}
 			continue;
 		case SMTP_COMMIT:
 		case SMTP_CLOSING:
@@ -179,6 +194,10 @@ static void smtp_input(void *arg)
 			continue;
 		}
 		dispatch(s, line, len);
+		if (s->stopping && (s->state == SMTP_INIT || s->state == SMTP_READY)) {
+			close_for_shutdown(s); /* the transaction ended (RSET, refusal) */
+			return;
+		}
 	}
 }
 
@@ -216,11 +235,8 @@ static void smtp_shutdown(void *arg)
 	struct smtp_session *s = arg;
 	s->stopping = 1;
 	/* In-flight transactions finish; idle sessions go now. */
-	if (s->state == SMTP_INIT || s->state == SMTP_READY) {
-		smtp_reply(s, "421 4.3.2 %s Service shutting down", s->srv->config->hostname);
-		smtp_set_state(s, SMTP_CLOSING);
-		net_conn_close(s->conn);
-	}
+	if (s->state == SMTP_INIT || s->state == SMTP_READY)
+		close_for_shutdown(s);
 }
 
 void smtp_session_free(struct smtp_session *s)

@@ -58,7 +58,12 @@ class SMTPConn:
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.settimeout(timeout)
         self.buf = b""
-        self.greeting = self.reply() if greeting else None
+        self.greeting = None
+        if greeting:  # greeting=False: the caller reads (and checks) it
+            self.greeting = self.reply()
+            if self.greeting.code != 220:
+                self.close()
+                raise ReplyError(f"greeting: {self.greeting}")
 
     # ---------------------------------------------------------------- I/O
     def send(self, data):

@@ -189,7 +189,7 @@ def test_command_timeout_resets_on_activity(petrel_factory):
         deadline = time.monotonic() + 1.5
         while time.monotonic() < deadline:
             c.expect("NOOP", 250)
-            time.sleep(0.3)
+            time.sleep(0.2)
         r = c.reply(timeout=8)
         assert r.code == 421
 
@@ -317,18 +317,28 @@ def test_connection_slots_released_after_abnormal_ends(petrel_factory):
     p = petrel_factory(extra={"limits": {"max_connections": "2", "max_errors": "2"}})
 
     def both_slots_free():
+        # The server frees a slot when it notices the close: end the probes
+        # with QUIT and wait for the server's close, so that they do not
+        # hold slots themselves afterwards.
         conns = []
         try:
             for _ in range(2):
                 c = SMTPConn(p.smtp_port, greeting=False)
                 conns.append(c)
-                if c.reply().code != 220:
+                c.greeting = c.reply()
+                if c.greeting.code != 220:
                     return False
             return True
         except (OSError, AssertionError):
             return False
         finally:
             for c in conns:
+                try:
+                    if c.greeting is not None and c.greeting.code == 220:
+                        c.send(b"QUIT\r\n")
+                    c.wait_closed(5)
+                except (OSError, AssertionError):
+                    pass
                 c.close()
 
     def quit_():

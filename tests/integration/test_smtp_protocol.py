@@ -237,6 +237,38 @@ def test_null_sender(petrel):
     assert raw.startswith(b"Return-Path: <>\r\n")
 
 
+def test_quoted_sender_recorded_exactly(petrel):
+    """The reverse-path is recorded in Return-Path as a valid address: a
+    quoted local part keeps its quotes and escapes (RFC 5321 4.1.2)."""
+    with SMTPConn(petrel.smtp_port) as c:
+        c.ehlo()
+        c.mail_transaction('"john doe\\\"x"@remote.example', [ALICE], b"Subject: q\r\n\r\nx\r\n")
+    [raw] = inbox(petrel)
+    assert raw.startswith(b'Return-Path: <"john doe\\\"x"@remote.example>\r\n'), raw[:120]
+
+
+def test_long_escaped_sender_not_truncated(petrel):
+    """A long quoted local part full of escapes still fits a command line; if
+    the server accepts the sender, Return-Path must carry all of it (a
+    truncated reverse-path would send bounces to the wrong address)."""
+    local = '"' + '\\"' * 400 + '"'
+    sender = f"{local}@remote.example"
+    with SMTPConn(petrel.smtp_port) as c:
+        c.ehlo()
+        r = c.cmd(f"MAIL FROM:<{sender}>")
+        if r.code != 250:
+            assert r.code in (501, 553), r
+            return
+        c.expect(f"RCPT TO:<{ALICE}>", 250)
+        c.expect("DATA", 354)
+        c.send(b"Subject: long sender\r\n\r\nx\r\n.\r\n")
+        assert c.reply().code == 250
+    [raw] = inbox(petrel)
+    first = raw.split(b"\r\n", 1)[0]
+    assert first == f"Return-Path: <{sender}>".encode(), first[-60:]
+    assert stored_body(raw) == b"Subject: long sender\r\n\r\nx\r\n"
+
+
 def test_null_recipient_refused(petrel):
     with SMTPConn(petrel.smtp_port) as c:
         c.ehlo()
