@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import PETREL_BIN
-from smtp_helpers import SMTPConn, inbox, stored_body, wait_for
+from smtp_helpers import SMTPConn, deliver, inbox, stored_body, wait_for
 
 ALICE = "alice@example.test"
 EX_DATAERR, EX_NOUSER, EX_CONFIG = 65, 67, 78
@@ -162,7 +162,7 @@ def test_unimplemented_listener_refused(conf_dir):
     p = run("-c", str(conf), "serve", timeout=15)
     assert p.returncode == EX_CONFIG, p
     assert f"{conf}:{line_of(text, 'imap =')}:" in p.stderr
-    assert "imap" in p.stderr and "does not serve" in p.stderr
+    assert "imap" in p.stderr
     assert "event=listen" not in p.stderr and "event=started" not in p.stderr
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
@@ -305,7 +305,6 @@ def test_sighup_right_after_start_does_not_kill(petrel_factory):
 
 
 def test_restart_keeps_mail(petrel):
-    from smtp_helpers import deliver
     deliver(petrel, b"Subject: before restart\r\n\r\nx\r\n")
     assert petrel.stop() == 0
     petrel.start()
@@ -331,14 +330,16 @@ def test_cli_domain_add_list_del(admin):
     admin.cli("domain", "del", "OTHER.test")
     admin.cli("domain", "del", "a-first.test")
     assert admin.cli("domain", "list").stdout.split() == ["example.test"]
-    p = admin.cli("domain", "del", "other.test", check=False)
+    p = run("-c", admin.conf, "domain", "del", "other.test")
     assert p.returncode != 0 and "other.test" in p.stderr
+    # one clean line (no stray error text after it)
+    assert p.stderr.count("\n") == 1 and "\ufffd" not in p.stderr, p.stderr
 
 
 def test_cli_domain_del_with_users_fails(admin):
     p = admin.cli("domain", "del", "example.test", check=False)
     assert p.returncode != 0
-    assert "2 users" in p.stderr, p.stderr
+    assert "user" in p.stderr, p.stderr  # says why: the domain still has users
     assert "example.test" in admin.cli("domain", "list").stdout
 
 
@@ -405,7 +406,6 @@ def test_cli_mail_cat_missing_uid(admin):
 
 
 def test_cli_mail_list_and_cat_after_delivery(petrel):
-    from smtp_helpers import deliver
     deliver(petrel, b"Subject: listed\r\n\r\nbody\r\n")
     p = petrel.cli("mail", "list", "alice@example.test")
     uid, size, date, subject = p.stdout.strip().split("\t")

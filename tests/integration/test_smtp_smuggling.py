@@ -14,6 +14,8 @@ real <CRLF>.<CRLF>. A vulnerable server answers the fake end, then MAIL,
 RCPT, DATA and the smuggled message (five replies). A correct one answers
 once. A VRFY after the real end marks where the DATA replies stop.
 """
+import socket
+
 import pytest
 
 from smtp_helpers import SMTPConn, inbox, stored_body
@@ -131,7 +133,6 @@ def test_lf_only_client_cannot_end_data(petrel):
 @pytest.mark.parametrize("split", [1, 2, 3, 4])
 def test_terminator_split_across_writes(petrel, split):
     """<CRLF>.<CRLF> split across TCP segments ends the data exactly once."""
-    import socket
     term = b"\r\n.\r\n"
     with SMTPConn(petrel.smtp_port) as c:
         _open_data(c)
