@@ -1,7 +1,9 @@
 /* petrel serve, petrel check */
 #include "cli/cli.h"
 
+#include "auth/auth.h"
 #include "core/config.h"
+#include "imap/imap.h"
 #include "core/log.h"
 #include "mime/mime.h"
 #include "net/net.h"
@@ -117,6 +119,7 @@ int cli_serve(struct config *config, int argc, char **argv)
 	}
 
 	struct smtp_server smtp = { .config = config };
+	struct imap_server imap = { .config = config };
 	net_server_t *srv = net_server_new(config->workers, config->limits.max_connections,
 					   config->limits.output_high, tls);
 	for (size_t i = 0; i < config->n_listens; i++) {
@@ -127,6 +130,11 @@ int cli_serve(struct config *config, int argc, char **argv)
 		case PROTO_SMTP:
 			ops = &smtp_proto_ops;
 			ctx = &smtp;
+			break;
+		case PROTO_IMAP:
+		case PROTO_IMAPS:
+			ops = &imap_proto_ops;
+			ctx = &imap;
 			break;
 		default:
 			break; /* config_validate refused it */
@@ -162,6 +170,9 @@ int cli_serve(struct config *config, int argc, char **argv)
 		return EX_OSERR;
 	}
 	smtp.store = store;
+	imap.store = store;
+	auth_pool_t *auth = auth_pool_new(store, 2);
+	imap.auth = auth;
 	log_info("server", 0, "event=started hostname=%s data_dir=%s pid=%d", config->hostname,
 		 config->data_dir, (int)getpid());
 	int left = net_server_run(srv, SHUTDOWN_GRACE, on_hup, tls);
@@ -172,6 +183,7 @@ int cli_serve(struct config *config, int argc, char **argv)
 		log_warn("server", 0, "event=exit forced=yes");
 		_exit(EX_OK);
 	}
+	auth_pool_free(auth);
 	/* Every delivery handed to the committer is finished before exit. */
 	store_close(store);
 	net_server_free(srv);

@@ -21,7 +21,7 @@ const char *config_proto_name(enum listen_proto proto)
 
 int config_proto_implemented(enum listen_proto proto)
 {
-	return proto == PROTO_SMTP;
+	return proto == PROTO_SMTP || proto == PROTO_IMAP || proto == PROTO_IMAPS;
 }
 
 int config_proto_implicit_tls(enum listen_proto proto)

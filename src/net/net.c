@@ -78,6 +78,9 @@ struct net_conn {
 	void *session;
 	struct bufferevent *bev;
 	struct event *kick;
+	struct event *timer;
+	void (*timer_fn)(void *);
+	void *timer_arg;
 	int fd;
 	uint64_t id;
 	unsigned timeout;
@@ -217,6 +220,8 @@ static void conn_free(net_conn_t *c)
 	w->n_conns--;
 	atomic_fetch_sub(&w->srv->n_conns, 1);
 	event_free(c->kick);
+	if (c->timer != NULL)
+		event_free(c->timer);
 	bufferevent_free(c->bev);
 	/* A TLS bufferevent owns the fd and its SSL (freed with it). */
 	if (!c->tls)
@@ -258,7 +263,41 @@ static void write_cb(struct bufferevent *bev, void *arg)
 		return;
 	}
 	/* Output drained below the low watermark: resume commands. */
+	if (c->ops->writable != NULL && !c->closed && !c->closing && !c->in_input) {
+		c->in_input = 1;
+		c->ops->writable(c->session);
+		c->in_input = 0;
+		if (c->closed) {
+			conn_free(c);
+			return;
+		}
+	}
 	conn_run_input(c);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	net_conn_t *c = arg;
+	if (c->closed || c->timer_fn == NULL)
+		return;
+	void (*fn)(void *) = c->timer_fn;
+	c->timer_fn = NULL;
+	c->in_input = 1;
+	fn(c->timer_arg);
+	c->in_input = 0;
+	if (c->closed)
+		conn_free(c);
+}
+
+void net_conn_after(net_conn_t *c, unsigned ms, void (*fn)(void *), void *arg)
+{
+	if (c->timer == NULL)
+		c->timer = evtimer_new(c->worker->base, timer_cb, c);
+	c->timer_fn = fn;
+	c->timer_arg = arg;
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+	evtimer_add(c->timer, &tv);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)

@@ -32,6 +32,9 @@ struct net_proto_ops {
 	void (*timeout)(void *session);
 	/* The server is stopping: finish what is in flight, then close. */
 	void (*shutdown)(void *session);
+	/* Optional: output drained below the low watermark (continue a long
+	 * response such as a big FETCH). */
+	void (*writable)(void *session);
 	/* The connection is gone; the session must not touch conn any more.
 	 * It frees itself now or, if work is pending elsewhere, when that ends. */
 	void (*closed)(void *session);
@@ -94,6 +97,11 @@ void net_conn_close(net_conn_t *conn);
  * when TLS is not configured or already active. */
 int net_conn_starttls(net_conn_t *conn);
 int net_conn_tls_available(net_conn_t *conn);
+
+/* Run fn(arg) on the connection's worker after ms milliseconds (failed-login
+ * delays). One timer per connection: a new call replaces the pending one.
+ * Cancelled when the connection closes. Worker thread only. */
+void net_conn_after(net_conn_t *conn, unsigned ms, void (*fn)(void *arg), void *arg);
 
 /* Run fn(arg) on the worker's thread soon; callable from any thread. */
 void net_worker_post(net_worker_t *worker, void (*fn)(void *arg), void *arg);

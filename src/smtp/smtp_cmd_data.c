@@ -4,6 +4,7 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "mime/mime_store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +32,6 @@ static int write_content(struct smtp_session *s, const char *data, size_t len)
 		s->delivery = NULL;
 		return -1;
 	}
-	mime_head_feed(&s->head, data, len);
 	return 0;
 }
 
@@ -72,7 +72,6 @@ static void begin_message(struct smtp_session *s)
 	s->delivery = store_delivery_new(s->srv->store);
 	for (unsigned i = 0; i < s->n_rcpts; i++)
 		store_delivery_add_rcpt(s->delivery, s->rcpt_ids[i]);
-	mime_head_init(&s->head);
 	smtp_data_init(&s->dp);
 	s->data_size = 0;
 	s->too_big = 0;
@@ -139,10 +138,10 @@ static void finish_message(struct smtp_session *s)
 	} else if (s->io_error || s->delivery == NULL) {
 		smtp_reply(s, "451 4.3.0 Temporary failure storing the message, try again later");
 	} else {
-		char *subject = mime_head_subject(&s->head);
-		store_delivery_set_subject(s->delivery, subject);
-		free(subject);
-		mime_head_free(&s->head);
+		/* parse once, at delivery (ENVELOPE, BODYSTRUCTURE, parts...) */
+		const char *err;
+		if (mime_store_attach(s->delivery, &err) < 0)
+			log_warn("smtp", s->id, "event=parse-failed error=\"%s\"", err);
 		struct commit_job *job = calloc(1, sizeof(*job));
 		job->s = s;
 		job->size = store_delivery_size(s->delivery);

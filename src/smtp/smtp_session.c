@@ -98,7 +98,6 @@ void smtp_reset_transaction(struct smtp_session *s)
 	s->first_rcpt[0] = '\0';
 	store_delivery_abort(s->delivery);
 	s->delivery = NULL;
-	mime_head_free(&s->head);
 	s->data_size = 0;
 	s->too_big = 0;
 	s->io_error = 0;
@@ -242,7 +241,6 @@ static void smtp_shutdown(void *arg)
 void smtp_session_free(struct smtp_session *s)
 {
 	store_delivery_abort(s->delivery);
-	mime_head_free(&s->head);
 	free(s->rcpt_ids);
 	free(s->scratch);
 	free(s);

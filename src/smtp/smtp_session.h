@@ -5,7 +5,6 @@
 #ifndef PETREL_SMTP_SESSION_H
 #define PETREL_SMTP_SESSION_H
 
-#include "mime/mime.h"
 #include "smtp/smtp.h"
 #include "smtp/smtp_data.h"
 #include "smtp/smtp_parse.h"
@@ -46,7 +45,6 @@ struct smtp_session {
 	unsigned rcpt_attempts;
 	char first_rcpt[SMTP_ADDRESS_MAX];
 	store_delivery_t *delivery;
-	struct mime_head head;
 	struct smtp_data_parser dp;
 	uint64_t data_size;   /* octets of content received (after unstuffing) */
 	int too_big;

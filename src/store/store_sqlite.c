@@ -2,9 +2,11 @@
  * store_sqlite.c - the default store backend: SQLite (WAL) for metadata,
  * message content inline in the database or in files under DATA_DIR/blobs.
  *
- * This file holds opening and closing, the per-thread connections and their
- * statement cache, domains, users and the read side. Deliveries and the
- * committer live in store_sqlite_delivery.c.
+ * This file holds opening and closing, the schema and every statement, the
+ * per-thread connections and their statement cache, domains, users and the
+ * read side of store.h. Deliveries and the committer live in
+ * store_sqlite_delivery.c, write operations in store_sqlite_op.c, the read
+ * side of store_mail.h and watchers in store_sqlite_mail.c.
  */
 #include "store/store_sqlite_private.h"
 
@@ -19,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define DATA_DIR_MAX 3072
 #define LOCALPART_MAX 64
 #define DOMAIN_MAX 253
@@ -51,6 +53,8 @@ static const char schema_sql[] =
 	"  uidnext INTEGER NOT NULL DEFAULT 1,"
 	"  highestmodseq INTEGER NOT NULL DEFAULT 1,"
 	"  special_use INTEGER NOT NULL DEFAULT 0,"
+	/* Unused since schema 2 (subscriptions); kept so that the migration
+	 * below reads the same in old and new databases. */
 	"  subscribed INTEGER NOT NULL DEFAULT 1,"
 	"  UNIQUE (user_id, name));"
 	/* Exactly one of data (inline) and path (relative to DATA_DIR). */
@@ -82,8 +86,40 @@ static const char schema_sql[] =
 	"  uid INTEGER NOT NULL,"
 	"  modseq INTEGER NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox_id, modseq);"
-	"INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', 1);"
+	/* Schema 2. What mime/ parsed, one row per content. */
+	"CREATE TABLE IF NOT EXISTS msg_cache ("
+	"  blob_id INTEGER PRIMARY KEY REFERENCES blobs(id) ON DELETE CASCADE,"
+	"  envelope TEXT, bodystructure TEXT, body TEXT, parts TEXT,"
+	"  subject TEXT, from_ TEXT, to_ TEXT, cc TEXT, bcc TEXT,"
+	"  message_id TEXT, in_reply_to TEXT, refs TEXT, sent_date INTEGER);"
+	/* Subscribed names, whether or not such a mailbox exists (RFC 3501
+	 * 6.3.6). */
+	"CREATE TABLE IF NOT EXISTS subscriptions ("
+	"  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	"  name TEXT NOT NULL,"
+	"  PRIMARY KEY (user_id, name)) WITHOUT ROWID;"
+	/* A new database starts at 2; an old one stays at 1 until migrated. */
+	"INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', 2);"
+	/* The last UIDVALIDITY handed out (see store_uidvalidity_next). */
+	"INSERT OR IGNORE INTO meta(key, value) VALUES ('uidvalidity',"
+	"  (SELECT coalesce(max(uidvalidity), 0) FROM mailboxes));"
+	/* 1 -> 2: subscriptions move out of mailboxes.subscribed. */
+	"INSERT OR IGNORE INTO subscriptions(user_id, name)"
+	"  SELECT user_id, name FROM mailboxes WHERE subscribed <> 0"
+	"  AND (SELECT value FROM meta WHERE key = 'schema_version') = 1;"
+	"UPDATE meta SET value = 2 WHERE key = 'schema_version' AND value = 1;"
 	"COMMIT;";
+
+/* The columns of struct store_msg, in its order (see msg_from_row). */
+#define MSG_COLUMNS "uid, flags, coalesce(keywords, ''), modseq, internaldate, size, blob_id"
+/* The columns of struct store_mailbox_status from mailboxes mb joined with
+ * its messages m (see status_from_row). */
+#define STATUS_COLUMNS \
+	"mb.id, mb.name AS name, mb.uidvalidity, mb.uidnext, mb.highestmodseq," \
+	" count(m.id), coalesce(sum((m.flags & 1) = 0), 0)," \
+	" coalesce(sum((m.flags & 8) <> 0), 0), coalesce(sum(m.size), 0)," \
+	" mb.special_use, EXISTS (SELECT 1 FROM subscriptions s" \
+	"  WHERE s.user_id = mb.user_id AND s.name = mb.name)"
 
 static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
@@ -154,7 +190,87 @@ static const char *const stmt_sql[STMT_COUNT] = {
 		" RETURNING id, uidnext - 1, highestmodseq",
 	[STMT_MESSAGE_INSERT] =
 		"INSERT INTO messages(mailbox_id, uid, modseq, internaldate, size,"
-		"  blob_id, subject) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+		"  blob_id, subject, flags, keywords)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, nullif(?9, ''))",
+	[STMT_BEGIN_DEFERRED] = "BEGIN",
+	[STMT_UIDVALIDITY_NEXT] =
+		"UPDATE meta SET value = max(value + 1, ?1) WHERE key = 'uidvalidity'"
+		" RETURNING value",
+	[STMT_SUBSCRIBE] =
+		"INSERT OR IGNORE INTO subscriptions(user_id, name) VALUES (?1, ?2)",
+	[STMT_UNSUBSCRIBE] =
+		"DELETE FROM subscriptions WHERE user_id = ?1 AND name = ?2",
+	[STMT_USER_EXISTS] = "SELECT 1 FROM users WHERE id = ?1",
+	[STMT_MAILBOX_STATUS] =
+		"SELECT " STATUS_COLUMNS
+		" FROM mailboxes mb LEFT JOIN messages m ON m.mailbox_id = mb.id"
+		" WHERE mb.user_id = ?1 AND mb.name = ?2 GROUP BY mb.id",
+	/* Subscribed names without a mailbox (only when ?2) come in name
+	 * order with the others, as rows with id 0. */
+	[STMT_MAILBOX_LIST_STATUS] =
+		"SELECT * FROM ("
+		" SELECT " STATUS_COLUMNS
+		" FROM mailboxes mb LEFT JOIN messages m ON m.mailbox_id = mb.id"
+		" WHERE mb.user_id = ?1 GROUP BY mb.id"
+		" UNION ALL"
+		" SELECT 0, s.name, 0, 0, 0, 0, 0, 0, 0, 0, 1 FROM subscriptions s"
+		" WHERE ?2 AND s.user_id = ?1 AND NOT EXISTS (SELECT 1 FROM mailboxes x"
+		"  WHERE x.user_id = ?1 AND x.name = s.name))"
+		" ORDER BY name <> 'INBOX', name",
+	[STMT_MAILBOX_GET] =
+		"SELECT uidvalidity, uidnext, highestmodseq FROM mailboxes WHERE id = ?1",
+	/* RETURNING gives the new values: the uid taken is uidnext - 1. */
+	[STMT_MAILBOX_NEXT_UID] =
+		"UPDATE mailboxes SET uidnext = uidnext + 1,"
+		"  highestmodseq = highestmodseq + 1"
+		" WHERE id = ?1 RETURNING id, uidnext - 1, highestmodseq",
+	[STMT_MAILBOX_UID_ALLOC] =
+		"UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ?1"
+		" RETURNING uidnext - 1",
+	[STMT_MAILBOX_MODSEQ_BUMP] =
+		"UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ?1"
+		" RETURNING highestmodseq",
+	[STMT_MAILBOX_BLOBS] =
+		"SELECT blob_id, count(*) FROM messages WHERE mailbox_id = ?1"
+		" GROUP BY blob_id",
+	[STMT_MAILBOX_DELETE] = "DELETE FROM mailboxes WHERE id = ?1",
+	/* name and every name below it: "name/..." sorts from "name/"
+	 * up to, not including, "name0" ('0' follows '/' in ASCII). */
+	[STMT_MAILBOX_SUBTREE] =
+		"SELECT id, name FROM mailboxes WHERE user_id = ?1 AND (name = ?2"
+		" OR (name >= ?2 || '/' AND name < ?2 || '0')) ORDER BY name",
+	[STMT_MAILBOX_RENAME] = "UPDATE mailboxes SET name = ?2 WHERE id = ?1",
+	[STMT_MSG_SCAN] =
+		"SELECT " MSG_COLUMNS " FROM messages"
+		" WHERE mailbox_id = ?1 AND uid >= ?2 ORDER BY uid",
+	[STMT_MSG_CHANGED] =
+		"SELECT " MSG_COLUMNS " FROM messages"
+		" WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid",
+	[STMT_MSG_UIDS] = "SELECT uid FROM messages WHERE mailbox_id = ?1 ORDER BY uid",
+	[STMT_MSG_GET] =
+		"SELECT " MSG_COLUMNS ", id, subject FROM messages"
+		" WHERE mailbox_id = ?1 AND uid = ?2",
+	[STMT_MSG_SET_FLAGS] =
+		"UPDATE messages SET flags = ?2, keywords = nullif(?3, ''), modseq = ?4"
+		" WHERE id = ?1",
+	[STMT_MSG_DELETE] =
+		"DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2 RETURNING blob_id",
+	[STMT_EXPUNGED_SINCE] =
+		"SELECT uid, modseq FROM expunged WHERE mailbox_id = ?1 AND modseq > ?2"
+		" ORDER BY uid",
+	[STMT_EXPUNGED_INSERT] =
+		"INSERT INTO expunged(mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)",
+	[STMT_BLOB_INFO] = "SELECT size, path FROM blobs WHERE id = ?1",
+	[STMT_BLOB_REF] = "UPDATE blobs SET refcount = refcount + 1 WHERE id = ?1",
+	[STMT_CACHE_GET] =
+		"SELECT envelope, bodystructure, body, parts, subject, from_, to_, cc,"
+		"  bcc, message_id, in_reply_to, refs, sent_date"
+		" FROM msg_cache WHERE blob_id = ?1",
+	[STMT_CACHE_INSERT] =
+		"INSERT OR REPLACE INTO msg_cache(blob_id, envelope, bodystructure, body,"
+		"  parts, subject, from_, to_, cc, bcc, message_id, in_reply_to, refs,"
+		"  sent_date)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
 };
 
 static const struct {
@@ -493,6 +609,7 @@ int store_open(const char *data_dir, store_t **store_r, const char **error_r)
 	pthread_mutex_init(&store->conns_lock, NULL);
 	pthread_mutex_init(&store->queue_lock, NULL);
 	pthread_cond_init(&store->queue_cond, NULL);
+	pthread_mutex_init(&store->watch_lock, NULL);
 	if (pthread_key_create(&store->conn_key, NULL) != 0) {
 		*error_r = "cannot create a thread key";
 		free(store);
@@ -544,6 +661,7 @@ void store_close(store_t *store)
 	if (store == NULL)
 		return;
 	store_stop_committer(store);
+	store_watch_free_all(store);
 	for (conn = store->conns; conn != NULL; conn = next) {
 		next = conn->next;
 		conn_close(conn);
@@ -552,6 +670,7 @@ void store_close(store_t *store)
 	pthread_mutex_destroy(&store->conns_lock);
 	pthread_mutex_destroy(&store->queue_lock);
 	pthread_cond_destroy(&store->queue_cond);
+	pthread_mutex_destroy(&store->watch_lock);
 	if (store->tmp_lock_fd >= 0)
 		close(store->tmp_lock_fd);
 	free(store->db_path);
@@ -617,7 +736,7 @@ static int address_parse(const char *address, struct address *addr,
 	return domain_normalize(at + 1, strlen(at + 1), addr->domain, error_r);
 }
 
-static const char *mailbox_name(const char *name)
+const char *store_mailbox_name(const char *name)
 {
 	return strcasecmp(name, "INBOX") == 0 ? "INBOX" : name;
 }
@@ -777,7 +896,7 @@ static int user_insert(struct store_conn *conn, const struct address *addr,
 {
 	sqlite3_stmt *stmt;
 	int64_t dom_id, user_id;
-	uint32_t uidvalidity = (uint32_t)time(NULL);
+	uint32_t uidvalidity;
 	int rc;
 
 	rc = domain_id(conn, addr->domain, &dom_id, error_r);
@@ -803,8 +922,10 @@ static int user_insert(struct store_conn *conn, const struct address *addr,
 		return step_error(conn, error_r);
 	user_id = sqlite3_last_insert_rowid(conn->db);
 
-	if (uidvalidity == 0)
-		uidvalidity = 1;
+	/* From the store-wide counter: a user deleted and added again, or a
+	 * default mailbox deleted and created again, never reuses one. */
+	if (store_uidvalidity_next(conn, &uidvalidity, error_r) < 0)
+		return -1;
 	for (size_t i = 0; i < sizeof(default_mailboxes) / sizeof(default_mailboxes[0]); i++) {
 		if ((stmt = stmt_get(conn, STMT_MAILBOX_INSERT, error_r)) == NULL)
 			return -1;
@@ -816,7 +937,41 @@ static int user_insert(struct store_conn *conn, const struct address *addr,
 		stmt_put(conn, STMT_MAILBOX_INSERT, stmt);
 		if (rc != SQLITE_DONE)
 			return step_error(conn, error_r);
+		if ((stmt = stmt_get(conn, STMT_SUBSCRIBE, error_r)) == NULL)
+			return -1;
+		sqlite3_bind_int64(stmt, 1, user_id);
+		sqlite3_bind_text(stmt, 2, default_mailboxes[i].name, -1, SQLITE_STATIC);
+		rc = sqlite3_step(stmt);
+		stmt_put(conn, STMT_SUBSCRIBE, stmt);
+		if (rc != SQLITE_DONE)
+			return step_error(conn, error_r);
 	}
+	return 0;
+}
+
+int store_uidvalidity_next(struct store_conn *conn, uint32_t *uidvalidity_r,
+			   const char **error_r)
+{
+	sqlite3_stmt *stmt = stmt_get(conn, STMT_UIDVALIDITY_NEXT, error_r);
+	int64_t value = 0;
+	int rc;
+
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, (int64_t)time(NULL));
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW)
+		value = sqlite3_column_int64(stmt, 0);
+	stmt_put(conn, STMT_UIDVALIDITY_NEXT, stmt);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? (*error_r = "no uidvalidity counter", -1) :
+			step_error(conn, error_r);
+	/* nz-number (RFC 3501): 1 .. 2^32-1. Reached in 2106 at the earliest. */
+	if (value <= 0 || value > (int64_t)UINT32_MAX) {
+		*error_r = "UIDVALIDITY values exhausted";
+		return -1;
+	}
+	*uidvalidity_r = (uint32_t)value;
 	return 0;
 }
 
@@ -839,12 +994,7 @@ int store_user_add(store_t *store, const char *address, const char *password_has
 			 error_r);
 }
 
-struct path_list {
-	char **paths;
-	size_t count, cap;
-};
-
-static int path_list_add(struct path_list *list, const char *path)
+int store_path_list_add(struct store_path_list *list, const char *path)
 {
 	char **grown;
 
@@ -861,14 +1011,30 @@ static int path_list_add(struct path_list *list, const char *path)
 	return 0;
 }
 
+void store_path_list_finish(store_t *store, struct store_path_list *list,
+			    bool unlink_them)
+{
+	char path[4096];
+
+	for (size_t i = 0; i < list->count; i++) {
+		if (unlink_them) {
+			snprintf(path, sizeof(path), "%s/%s", store->data_dir,
+				 list->paths[i]);
+			(void)unlink(path);
+		}
+		free(list->paths[i]);
+	}
+	free(list->paths);
+	memset(list, 0, sizeof(*list));
+}
+
 struct blob_ref {
 	int64_t blob_id, refs;
 };
 
-/* Drop refs references to one blob; delete its row when none is left and
- * remember its file, which is unlinked only once the deletion committed. */
-static int blob_unref(struct store_conn *conn, const struct blob_ref *ref,
-		      struct path_list *freed, const char **error_r)
+/* The file is unlinked only once the deletion committed. */
+int store_blob_unref(struct store_conn *conn, int64_t blob_id, int64_t refs,
+		     struct store_path_list *freed, const char **error_r)
 {
 	sqlite3_stmt *stmt = stmt_get(conn, STMT_BLOB_UNREF, error_r);
 	bool unused = false;
@@ -876,13 +1042,13 @@ static int blob_unref(struct store_conn *conn, const struct blob_ref *ref,
 
 	if (stmt == NULL)
 		return -1;
-	sqlite3_bind_int64(stmt, 1, ref->blob_id);
-	sqlite3_bind_int64(stmt, 2, ref->refs);
+	sqlite3_bind_int64(stmt, 1, blob_id);
+	sqlite3_bind_int64(stmt, 2, refs);
 	rc = sqlite3_step(stmt);
 	if (rc == SQLITE_ROW && sqlite3_column_int64(stmt, 0) <= 0) {
 		unused = true;
 		if (sqlite3_column_type(stmt, 1) != SQLITE_NULL &&
-		    path_list_add(freed, (const char *)sqlite3_column_text(stmt, 1)) < 0) {
+		    store_path_list_add(freed, (const char *)sqlite3_column_text(stmt, 1)) < 0) {
 			*error_r = "out of memory";
 			ret = -1;
 		}
@@ -895,14 +1061,14 @@ static int blob_unref(struct store_conn *conn, const struct blob_ref *ref,
 
 	if ((stmt = stmt_get(conn, STMT_BLOB_DELETE, error_r)) == NULL)
 		return -1;
-	sqlite3_bind_int64(stmt, 1, ref->blob_id);
+	sqlite3_bind_int64(stmt, 1, blob_id);
 	rc = sqlite3_step(stmt);
 	stmt_put(conn, STMT_BLOB_DELETE, stmt);
 	return rc == SQLITE_DONE ? 0 : step_error(conn, error_r);
 }
 
 static int user_delete(struct store_conn *conn, const struct address *addr,
-		       struct path_list *freed, const char **error_r)
+		       struct store_path_list *freed, const char **error_r)
 {
 	struct blob_ref *refs = NULL, *grown;
 	size_t n_refs = 0, cap = 0;
@@ -948,17 +1114,17 @@ static int user_delete(struct store_conn *conn, const struct address *addr,
 		ret = rc == SQLITE_DONE ? 0 : step_error(conn, error_r);
 	}
 	for (size_t i = 0; ret == 0 && i < n_refs; i++)
-		ret = blob_unref(conn, &refs[i], freed, error_r);
+		ret = store_blob_unref(conn, refs[i].blob_id, refs[i].refs, freed,
+				       error_r);
 	free(refs);
 	return ret;
 }
 
 int store_user_del(store_t *store, const char *address, const char **error_r)
 {
-	struct path_list freed = { 0 };
+	struct store_path_list freed = { 0 };
 	struct store_conn *conn;
 	struct address addr;
-	char path[4096];
 	int ret;
 
 	if (address_parse(address, &addr, error_r) < 0 ||
@@ -967,15 +1133,7 @@ int store_user_del(store_t *store, const char *address, const char **error_r)
 		return -1;
 	ret = tx_finish(conn, user_delete(conn, &addr, &freed, error_r), error_r);
 	/* After the commit only: a crash before it must find the files. */
-	for (size_t i = 0; i < freed.count; i++) {
-		if (ret == 0) {
-			snprintf(path, sizeof(path), "%s/%s", store->data_dir,
-				 freed.paths[i]);
-			(void)unlink(path);
-		}
-		free(freed.paths[i]);
-	}
-	free(freed.paths);
+	store_path_list_finish(store, &freed, ret == 0);
 	return ret;
 }
 
@@ -1114,7 +1272,7 @@ static int mailbox_id(struct store_conn *conn, int64_t user_id, const char *name
 	if (stmt == NULL)
 		return -1;
 	sqlite3_bind_int64(stmt, 1, user_id);
-	sqlite3_bind_text(stmt, 2, mailbox_name(name), -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, store_mailbox_name(name), -1, SQLITE_STATIC);
 	rc = sqlite3_step(stmt);
 	if (rc == SQLITE_ROW)
 		*id_r = sqlite3_column_int64(stmt, 0);
@@ -1237,7 +1395,7 @@ int store_message_write(store_t *store, int64_t user_id, const char *mailbox,
 		return -1;
 	}
 	sqlite3_bind_int64(stmt, 1, user_id);
-	sqlite3_bind_text(stmt, 2, mailbox_name(mailbox), -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, store_mailbox_name(mailbox), -1, SQLITE_STATIC);
 	sqlite3_bind_int64(stmt, 3, uid);
 	/* While the statement has its row, its read snapshot stays open: the
 	 * blob or file it names cannot be deleted under us. A file opened here

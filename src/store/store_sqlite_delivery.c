@@ -2,11 +2,14 @@
  * store_sqlite_delivery.c - receiving messages and the group committer.
  *
  * A delivery holds its content in memory up to STORE_INLINE_MAX, then spills
- * to DATA_DIR/tmp/spill-NAME. Committing a batch, in this order:
- *   1. each spill file: fdatasync, rename to DATA_DIR/blobs/XX/NAME;
+ * to DATA_DIR/tmp/spill-NAME. The committer's queue holds jobs: deliveries
+ * and operations (store_sqlite_op.c), in submission order. Committing a
+ * batch, in this order:
+ *   1. each delivery's spill file: fdatasync, rename to DATA_DIR/blobs/XX/NAME;
  *   2. fsync each blobs/XX directory touched (and blobs/ if XX is new);
- *   3. one SQLite transaction for the whole batch, a savepoint per delivery;
- *   4. callbacks.
+ *   3. one SQLite transaction for the whole batch, a savepoint per job;
+ *   4. files of blobs that lost their last reference are unlinked;
+ *   5. callbacks, then the watchers of every mailbox that changed.
  * Files are durable before any row names them, so a crash leaves at worst an
  * orphan file in blobs/, never a message without content.
  */
@@ -31,9 +34,17 @@
  * process (each attempt already waits busy_timeout) before failing. */
 #define COMMIT_BUSY_ATTEMPTS 12
 
+/* Where a delivery goes: a user's INBOX (SMTP) or a mailbox (APPEND). */
+struct delivery_target {
+	int64_t id;                     /* user id, or mailbox id */
+	bool is_mailbox;
+	uint32_t flags;
+	char *keywords;                 /* normalised, NULL for none */
+};
+
 struct store_delivery {
+	struct store_job job;           /* first: the committer queue */
 	store_t *store;
-	struct store_delivery *next;    /* committer queue */
 
 	/* The content while it fits in STORE_INLINE_MAX, afterwards the write
 	 * buffer of the spill file: memory stays bounded either way. */
@@ -45,9 +56,11 @@ struct store_delivery {
 	bool spilled, in_blobs;         /* the file is in tmp/, in blobs/ */
 
 	char *subject;
-	int64_t *rcpts;
+	struct store_msg_cache cache;
+	bool has_cache;
+	struct delivery_target *targets;
 	uint32_t *uids;
-	uint32_t n_rcpts, rcpts_cap;
+	uint32_t n_rcpts, rcpts_cap;    /* targets, in call order */
 
 	time_t internaldate;
 	store_delivery_cb *cb;
@@ -100,8 +113,12 @@ static void delivery_free(struct store_delivery *d)
 	free(d->buf);
 	free(d->name);
 	free(d->subject);
-	free(d->rcpts);
+	store_msg_cache_free(&d->cache);
+	for (uint32_t i = 0; i < d->n_rcpts; i++)
+		free(d->targets[i].keywords);
+	free(d->targets);
 	free(d->uids);
+	free(d->job.touched);
 	free(d);
 }
 
@@ -111,6 +128,7 @@ store_delivery_t *store_delivery_new(store_t *store)
 
 	if (d == NULL)
 		return NULL;
+	d->job.kind = STORE_JOB_DELIVERY;
 	d->store = store;
 	d->fd = -1;
 	return d;
@@ -158,7 +176,8 @@ static int spill_start(struct store_delivery *d)
 		return -1;
 	}
 	delivery_path(d, false, path, sizeof(path));
-	d->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	/* Readable too: store_delivery_content hands it out for pread. */
+	d->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (d->fd < 0) {
 		delivery_failf(d, "open %s: %s", path, strerror(errno));
 		return -1;
@@ -196,6 +215,8 @@ int store_delivery_write(store_delivery_t *d, const void *data, size_t len,
 
 	if (d->status < 0)
 		goto fail;
+	if (len == 0)
+		return 0;
 	if (d->fd < 0 && len <= STORE_INLINE_MAX - d->buf_len) {
 		if (d->buf_len + len > d->buf_cap) {
 			cap = d->buf_cap == 0 ? 4096 : d->buf_cap;
@@ -246,29 +267,114 @@ void store_delivery_set_subject(store_delivery_t *d, const char *subject)
 		delivery_fail(d, "out of memory");
 }
 
-void store_delivery_add_rcpt(store_delivery_t *d, int64_t user_id)
+int store_delivery_content(store_delivery_t *d, const char **data_r, size_t *len_r,
+			   int *fd_r)
 {
-	uint32_t cap;
-	int64_t *rcpts;
-	uint32_t *uids;
+	*data_r = NULL;
+	*len_r = 0;
+	*fd_r = -1;
+	if (d->status < 0)
+		return -1;
+	if (d->fd < 0) {
+		*data_r = (const char *)d->buf;
+		*len_r = d->buf_len;
+		return 0;
+	}
+	/* What is still in the write buffer must be in the file for pread. */
+	if (spill_flush(d) < 0)
+		return -1;
+	*len_r = (size_t)d->size;
+	*fd_r = d->fd;
+	return 0;
+}
+
+static char *strdup_or_null(const char *s, bool *failed)
+{
+	char *copy;
+
+	if (s == NULL)
+		return NULL;
+	if ((copy = strdup(s)) == NULL)
+		*failed = true;
+	return copy;
+}
+
+void store_delivery_set_cache(store_delivery_t *d, const struct store_msg_cache *cache)
+{
+	bool failed = false;
+
+	store_msg_cache_free(&d->cache);
+	d->has_cache = cache != NULL;
+	if (cache == NULL)
+		return;
+	d->cache.envelope = strdup_or_null(cache->envelope, &failed);
+	d->cache.bodystructure = strdup_or_null(cache->bodystructure, &failed);
+	d->cache.body = strdup_or_null(cache->body, &failed);
+	d->cache.parts = strdup_or_null(cache->parts, &failed);
+	d->cache.subject = strdup_or_null(cache->subject, &failed);
+	d->cache.from = strdup_or_null(cache->from, &failed);
+	d->cache.to = strdup_or_null(cache->to, &failed);
+	d->cache.cc = strdup_or_null(cache->cc, &failed);
+	d->cache.bcc = strdup_or_null(cache->bcc, &failed);
+	d->cache.message_id = strdup_or_null(cache->message_id, &failed);
+	d->cache.in_reply_to = strdup_or_null(cache->in_reply_to, &failed);
+	d->cache.references = strdup_or_null(cache->references, &failed);
+	d->cache.sent_date = cache->sent_date;
+	if (failed)
+		delivery_fail(d, "out of memory");
+}
+
+static struct delivery_target *target_add(struct store_delivery *d)
+{
+	struct delivery_target *targets;
+	uint32_t cap, *uids;
 
 	if (d->n_rcpts == d->rcpts_cap) {
 		cap = d->rcpts_cap == 0 ? 4 : d->rcpts_cap * 2;
-		rcpts = realloc(d->rcpts, cap * sizeof(*rcpts));
-		if (rcpts != NULL)
-			d->rcpts = rcpts;
+		targets = realloc(d->targets, cap * sizeof(*targets));
+		if (targets != NULL)
+			d->targets = targets;
 		uids = realloc(d->uids, cap * sizeof(*uids));
 		if (uids != NULL)
 			d->uids = uids;
-		if (rcpts == NULL || uids == NULL) {
+		if (targets == NULL || uids == NULL) {
 			delivery_fail(d, "out of memory");
-			return;
+			return NULL;
 		}
 		d->rcpts_cap = cap;
 	}
-	d->rcpts[d->n_rcpts] = user_id;
 	d->uids[d->n_rcpts] = 0;
-	d->n_rcpts++;
+	targets = &d->targets[d->n_rcpts++];
+	memset(targets, 0, sizeof(*targets));
+	return targets;
+}
+
+void store_delivery_add_rcpt(store_delivery_t *d, int64_t user_id)
+{
+	struct delivery_target *t = target_add(d);
+
+	if (t != NULL)
+		t->id = user_id;
+}
+
+void store_delivery_add_mailbox(store_delivery_t *d, int64_t mailbox_id, uint32_t flags,
+				const char *keywords)
+{
+	struct delivery_target *t = target_add(d);
+
+	if (t == NULL)
+		return;
+	t->id = mailbox_id;
+	t->is_mailbox = true;
+	t->flags = flags & STORE_FLAGS_ALL;
+	if (keywords != NULL && keywords[0] != '\0' &&
+	    (t->keywords = store_keywords_merge(NULL, keywords, NULL)) == NULL)
+		delivery_fail(d, "out of memory");
+}
+
+static bool target_same(const struct delivery_target *a, const struct delivery_target *b)
+{
+	return a->id == b->id && a->is_mailbox == b->is_mailbox;
 }
 
 void store_delivery_abort(store_delivery_t *d)
@@ -285,20 +391,51 @@ void store_delivery_commit(store_delivery_t *d, time_t internaldate,
 	d->internaldate = internaldate;
 	d->cb = cb;
 	d->ctx = ctx;
-	d->next = NULL;
+	if (!store_job_enqueue(store, &d->job))
+		store_commit_batch(store, &d->job);
+}
+
+bool store_job_enqueue(store_t *store, struct store_job *job)
+{
+	job->next = NULL;
 	pthread_mutex_lock(&store->queue_lock);
-	if (store->committer_running) {
-		if (store->queue_tail != NULL)
-			store->queue_tail->next = d;
-		else
-			store->queue_head = d;
-		store->queue_tail = d;
-		pthread_cond_signal(&store->queue_cond);
+	if (!store->committer_running) {
 		pthread_mutex_unlock(&store->queue_lock);
-		return;
+		return false;
 	}
+	if (store->queue_tail != NULL)
+		store->queue_tail->next = job;
+	else
+		store->queue_head = job;
+	store->queue_tail = job;
+	pthread_cond_signal(&store->queue_cond);
 	pthread_mutex_unlock(&store->queue_lock);
-	store_commit_batch(store, d);
+	return true;
+}
+
+int store_job_touch(struct store_job *job, int64_t mailbox_id)
+{
+	int64_t *grown;
+	size_t cap;
+
+	for (size_t i = 0; i < job->n_touched; i++) {
+		if (job->touched[i] == mailbox_id)
+			return 0;
+	}
+	if (job->n_touched == job->touched_cap) {
+		cap = job->touched_cap == 0 ? 4 : job->touched_cap * 2;
+		if ((grown = realloc(job->touched, cap * sizeof(*grown))) == NULL)
+			return -1;
+		job->touched = grown;
+		job->touched_cap = cap;
+	}
+	job->touched[job->n_touched++] = mailbox_id;
+	return 0;
+}
+
+static struct store_delivery *job_delivery(struct store_job *job)
+{
+	return job->kind == STORE_JOB_DELIVERY ? (struct store_delivery *)job : NULL;
 }
 
 /* ---- step 1 and 2: files ---- */
@@ -347,9 +484,10 @@ static void spill_finish(struct store_delivery *d, bool dirs[256],
 
 /* One fsync per touched directory per batch, however many files landed in
  * it. A failure fails exactly the deliveries whose file it concerns. */
-static void sync_dirs(store_t *store, struct store_delivery *list,
+static void sync_dirs(store_t *store, struct store_job *list,
 		      const bool dirs[256], bool root_touched)
 {
+	struct store_delivery *d;
 	char path[4096];
 	bool root_failed = false;
 
@@ -364,8 +502,9 @@ static void sync_dirs(store_t *store, struct store_delivery *list,
 			 (unsigned)i);
 		if (!root_failed && store_fsync_dir(path) == 0)
 			continue;
-		for (struct store_delivery *d = list; d != NULL; d = d->next) {
-			if (d->in_blobs && hex_index(d->name) == i)
+		for (struct store_job *job = list; job != NULL; job = job->next) {
+			if ((d = job_delivery(job)) != NULL && d->in_blobs &&
+			    hex_index(d->name) == i)
 				delivery_fail(d, "cannot sync the blobs directory");
 		}
 	}
@@ -385,6 +524,16 @@ static int exec_retry_busy(struct store_conn *conn, enum stmt_id id,
 	return rc == SQLITE_OK ? 0 : -1;
 }
 
+/* The first of the targets equal to target i (i itself when it is new). */
+static uint32_t target_first(const struct store_delivery *d, uint32_t i)
+{
+	uint32_t j = 0;
+
+	while (j < i && !target_same(&d->targets[j], &d->targets[i]))
+		j++;
+	return j;
+}
+
 static int insert_blob(struct store_conn *conn, struct store_delivery *d,
 		       int64_t *blob_id_r, const char **error_r)
 {
@@ -395,13 +544,8 @@ static int insert_blob(struct store_conn *conn, struct store_delivery *d,
 
 	if (stmt == NULL)
 		return -1;
-	for (uint32_t i = 0; i < d->n_rcpts; i++) {
-		uint32_t j = 0;
-
-		while (j < i && d->rcpts[j] != d->rcpts[i])
-			j++;
-		distinct += j == i;
-	}
+	for (uint32_t i = 0; i < d->n_rcpts; i++)
+		distinct += target_first(d, i) == i;
 	sqlite3_bind_int64(stmt, 1, (int64_t)d->size);
 	sqlite3_bind_int64(stmt, 2, distinct);
 	if (d->in_blobs) {
@@ -423,32 +567,72 @@ static int insert_blob(struct store_conn *conn, struct store_delivery *d,
 	return 0;
 }
 
+static void bind_text_or_null(sqlite3_stmt *stmt, int col, const char *text)
+{
+	if (text != NULL)
+		sqlite3_bind_text(stmt, col, text, -1, SQLITE_STATIC);
+}
+
+static int insert_cache(struct store_conn *conn, const struct store_msg_cache *c,
+			int64_t blob_id, const char **error_r)
+{
+	sqlite3_stmt *stmt = stmt_get(conn, STMT_CACHE_INSERT, error_r);
+	int rc;
+
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, blob_id);
+	bind_text_or_null(stmt, 2, c->envelope);
+	bind_text_or_null(stmt, 3, c->bodystructure);
+	bind_text_or_null(stmt, 4, c->body);
+	bind_text_or_null(stmt, 5, c->parts);
+	bind_text_or_null(stmt, 6, c->subject);
+	bind_text_or_null(stmt, 7, c->from);
+	bind_text_or_null(stmt, 8, c->to);
+	bind_text_or_null(stmt, 9, c->cc);
+	bind_text_or_null(stmt, 10, c->bcc);
+	bind_text_or_null(stmt, 11, c->message_id);
+	bind_text_or_null(stmt, 12, c->in_reply_to);
+	bind_text_or_null(stmt, 13, c->references);
+	sqlite3_bind_int64(stmt, 14, c->sent_date);
+	rc = sqlite3_step(stmt);
+	stmt_put(conn, STMT_CACHE_INSERT, stmt);
+	if (rc != SQLITE_DONE) {
+		*error_r = store_db_error(conn, "storing the parse cache");
+		return -1;
+	}
+	return 0;
+}
+
 static int insert_message(struct store_conn *conn, struct store_delivery *d,
 			  uint32_t i, int64_t blob_id, const char **error_r)
 {
-	sqlite3_stmt *stmt = stmt_get(conn, STMT_INBOX_NEXT_UID, error_r);
+	const struct delivery_target *t = &d->targets[i];
+	enum stmt_id next_uid = t->is_mailbox ? STMT_MAILBOX_NEXT_UID : STMT_INBOX_NEXT_UID;
+	sqlite3_stmt *stmt = stmt_get(conn, next_uid, error_r);
 	int64_t mailbox_id = 0, uid = 0, modseq = 0;
 	int rc;
 
 	if (stmt == NULL)
 		return -1;
-	sqlite3_bind_int64(stmt, 1, d->rcpts[i]);
+	sqlite3_bind_int64(stmt, 1, t->id);
 	rc = sqlite3_step(stmt);
 	if (rc == SQLITE_ROW) {
 		mailbox_id = sqlite3_column_int64(stmt, 0);
 		uid = sqlite3_column_int64(stmt, 1);
 		modseq = sqlite3_column_int64(stmt, 2);
 	} else if (rc == SQLITE_DONE) {
-		*error_r = store_errorf("recipient %" PRId64 " has no INBOX",
-					d->rcpts[i]);
+		*error_r = t->is_mailbox ?
+			store_errorf("mailbox %" PRId64 " does not exist", t->id) :
+			store_errorf("recipient %" PRId64 " has no INBOX", t->id);
 	} else {
 		*error_r = store_db_error(conn, "assigning a UID");
 	}
-	stmt_put(conn, STMT_INBOX_NEXT_UID, stmt);
+	stmt_put(conn, next_uid, stmt);
 	if (rc != SQLITE_ROW)
 		return -1;
 	if (uid > UINT32_MAX) {
-		*error_r = "INBOX has run out of UIDs";
+		*error_r = "the mailbox has run out of UIDs";
 		return -1;
 	}
 	d->uids[i] = (uint32_t)uid;
@@ -461,12 +645,17 @@ static int insert_message(struct store_conn *conn, struct store_delivery *d,
 	sqlite3_bind_int64(stmt, 4, (int64_t)d->internaldate);
 	sqlite3_bind_int64(stmt, 5, (int64_t)d->size);
 	sqlite3_bind_int64(stmt, 6, blob_id);
-	if (d->subject != NULL)
-		sqlite3_bind_text(stmt, 7, d->subject, -1, SQLITE_STATIC);
+	bind_text_or_null(stmt, 7, d->subject);
+	sqlite3_bind_int64(stmt, 8, t->flags);
+	bind_text_or_null(stmt, 9, t->keywords);
 	rc = sqlite3_step(stmt);
 	stmt_put(conn, STMT_MESSAGE_INSERT, stmt);
 	if (rc != SQLITE_DONE) {
 		*error_r = store_db_error(conn, "storing the message");
+		return -1;
+	}
+	if (store_job_touch(&d->job, mailbox_id) < 0) {
+		*error_r = "out of memory";
 		return -1;
 	}
 	return 0;
@@ -479,12 +668,12 @@ static int insert_delivery(struct store_conn *conn, struct store_delivery *d,
 
 	if (insert_blob(conn, d, &blob_id, error_r) < 0)
 		return -1;
+	if (d->has_cache && insert_cache(conn, &d->cache, blob_id, error_r) < 0)
+		return -1;
 	for (uint32_t i = 0; i < d->n_rcpts; i++) {
-		uint32_t j = 0;
+		uint32_t j = target_first(d, i);
 
 		/* A user named twice gets one copy, and the same UID twice. */
-		while (j < i && d->rcpts[j] != d->rcpts[i])
-			j++;
 		if (j < i)
 			d->uids[i] = d->uids[j];
 		else if (insert_message(conn, d, i, blob_id, error_r) < 0)
@@ -504,28 +693,49 @@ static int deliver_one(struct store_conn *conn, struct store_delivery *d,
 		return -1;
 	if (insert_delivery(conn, d, &error) < 0) {
 		delivery_fail(d, error);
+		d->job.n_touched = 0;
 		if (stmt_exec(conn, STMT_ROLLBACK_TO, error_r) != SQLITE_OK)
 			return -1;
 	}
 	return stmt_exec(conn, STMT_RELEASE, error_r) == SQLITE_OK ? 0 : -1;
 }
 
-static void db_commit(store_t *store, struct store_delivery *list)
+static bool job_ok(struct store_job *job)
+{
+	return job->kind == STORE_JOB_DELIVERY ?
+		((struct store_delivery *)job)->status == 0 :
+		store_op_ok((struct store_op *)job);
+}
+
+static void job_fail(struct store_job *job, const char *error)
+{
+	job->n_touched = 0;
+	if (job->kind == STORE_JOB_DELIVERY)
+		delivery_fail((struct store_delivery *)job, error);
+	else
+		store_op_fail((struct store_op *)job, error);
+}
+
+static void db_commit(store_t *store, struct store_job *list)
 {
 	struct store_conn *conn;
 	const char *error;
 	bool any = false;
 	int ret;
 
-	for (struct store_delivery *d = list; d != NULL; d = d->next)
-		any = any || d->status == 0;
+	for (struct store_job *job = list; job != NULL; job = job->next)
+		any = any || job_ok(job);
 	if (!any)
 		return;
 	conn = store_conn_get(store, &error);
 	ret = conn == NULL ? -1 : exec_retry_busy(conn, STMT_BEGIN_IMMEDIATE, &error);
-	for (struct store_delivery *d = list; ret == 0 && d != NULL; d = d->next) {
-		if (d->status == 0)
-			ret = deliver_one(conn, d, &error);
+	for (struct store_job *job = list; ret == 0 && job != NULL; job = job->next) {
+		if (!job_ok(job))
+			continue;
+		if (job->kind == STORE_JOB_DELIVERY)
+			ret = deliver_one(conn, (struct store_delivery *)job, &error);
+		else
+			ret = store_op_run(conn, (struct store_op *)job, &error);
 	}
 	if (ret == 0)
 		ret = exec_retry_busy(conn, STMT_COMMIT, &error);
@@ -533,23 +743,89 @@ static void db_commit(store_t *store, struct store_delivery *list)
 		return;
 	if (conn != NULL)
 		(void)stmt_exec(conn, STMT_ROLLBACK, NULL);
-	for (struct store_delivery *d = list; d != NULL; d = d->next)
-		delivery_fail(d, error);
+	for (struct store_job *job = list; job != NULL; job = job->next)
+		job_fail(job, error);
 }
 
 /* ---- the batch ---- */
 
-void store_commit_batch(store_t *store, struct store_delivery *list)
+static void delivery_finish(struct store_delivery *d)
 {
 	struct store_delivery_result res;
-	struct store_delivery *d, *next;
-	bool dirs[256] = { false }, root_touched = false;
-	unsigned n = 0, failed = 0;
-	struct timespec start, end;
 	char path[4096];
 
+	if (d->status < 0) {
+		/* Renamed for a transaction that did not commit: nothing
+		 * refers to the file. */
+		if (d->in_blobs) {
+			delivery_path(d, true, path, sizeof(path));
+			(void)unlink(path);
+		}
+		if (d->n_rcpts > 0)
+			memset(d->uids, 0, d->n_rcpts * sizeof(*d->uids));
+	}
+	res.status = d->status;
+	res.error = d->status < 0 ? d->error : NULL;
+	res.n_rcpts = d->n_rcpts;
+	res.uids = d->uids;
+	if (d->cb != NULL)
+		d->cb(d->ctx, &res);
+	delivery_free(d);
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The mailboxes the committed jobs changed, sorted and unique. NULL (and
+ * no notification) only when out of memory, which the log reports. */
+static int64_t *touched_collect(struct store_job *list, size_t *n_r)
+{
+	size_t n = 0, k = 0;
+	int64_t *ids;
+
+	*n_r = 0;
+	for (struct store_job *job = list; job != NULL; job = job->next)
+		n += job_ok(job) ? job->n_touched : 0;
+	if (n == 0)
+		return NULL;
+	if ((ids = malloc(n * sizeof(*ids))) == NULL) {
+		log_error("store", 0, "event=notify error=\"out of memory\"");
+		return NULL;
+	}
+	for (struct store_job *job = list; job != NULL; job = job->next) {
+		if (!job_ok(job))
+			continue;
+		memcpy(ids + k, job->touched, job->n_touched * sizeof(*ids));
+		k += job->n_touched;
+	}
+	qsort(ids, n, sizeof(*ids), cmp_id);
+	k = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (k == 0 || ids[k - 1] != ids[i])
+			ids[k++] = ids[i];
+	}
+	*n_r = k;
+	return ids;
+}
+
+void store_commit_batch(store_t *store, struct store_job *list)
+{
+	struct store_delivery *d;
+	struct store_job *job, *next;
+	bool dirs[256] = { false }, root_touched = false;
+	unsigned n = 0, failed = 0, ops = 0;
+	struct timespec start, end;
+	int64_t *touched;
+	size_t n_touched;
+
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	for (d = list; d != NULL; d = d->next) {
+	for (job = list; job != NULL; job = job->next) {
+		if ((d = job_delivery(job)) == NULL)
+			continue;
 		if (d->n_rcpts == 0)
 			delivery_fail(d, "delivery has no recipients");
 		if (d->status == 0 && d->spilled)
@@ -560,34 +836,27 @@ void store_commit_batch(store_t *store, struct store_delivery *list)
 
 	/* The batch size shows how well group commit is working. */
 	clock_gettime(CLOCK_MONOTONIC, &end);
-	for (d = list; d != NULL; d = d->next) {
+	for (job = list; job != NULL; job = job->next) {
 		n++;
-		failed += d->status < 0;
+		ops += job->kind == STORE_JOB_OP;
+		failed += !job_ok(job);
 	}
-	log_debug("store", 0, "event=commit deliveries=%u failed=%u ms=%ld", n, failed,
-		  (long)((end.tv_sec - start.tv_sec) * 1000 +
-			 (end.tv_nsec - start.tv_nsec) / 1000000));
+	log_debug("store", 0, "event=commit jobs=%u ops=%u failed=%u ms=%ld", n, ops,
+		  failed, (long)((end.tv_sec - start.tv_sec) * 1000 +
+				 (end.tv_nsec - start.tv_nsec) / 1000000));
 
-	for (d = list; d != NULL; d = next) {
-		next = d->next;
-		if (d->status < 0) {
-			/* Renamed for a transaction that did not commit:
-			 * nothing refers to the file. */
-			if (d->in_blobs) {
-				delivery_path(d, true, path, sizeof(path));
-				(void)unlink(path);
-			}
-			if (d->n_rcpts > 0)
-				memset(d->uids, 0, d->n_rcpts * sizeof(*d->uids));
-		}
-		res.status = d->status;
-		res.error = d->status < 0 ? d->error : NULL;
-		res.n_rcpts = d->n_rcpts;
-		res.uids = d->uids;
-		if (d->cb != NULL)
-			d->cb(d->ctx, &res);
-		delivery_free(d);
+	touched = touched_collect(list, &n_touched);
+	for (job = list; job != NULL; job = next) {
+		next = job->next;
+		if (job->kind == STORE_JOB_DELIVERY)
+			delivery_finish((struct store_delivery *)job);
+		else
+			store_op_finish((struct store_op *)job);
 	}
+	/* Outside the transaction, after the results: a watcher's session
+	 * that reads the mailbox now sees everything this batch did. */
+	store_notify(store, touched, n_touched);
+	free(touched);
 }
 
 /* ---- the committer thread ---- */
@@ -595,7 +864,7 @@ void store_commit_batch(store_t *store, struct store_delivery *list)
 static void *committer_main(void *arg)
 {
 	store_t *store = arg;
-	struct store_delivery *batch;
+	struct store_job *batch;
 
 	pthread_mutex_lock(&store->queue_lock);
 	for (;;) {
@@ -617,7 +886,6 @@ static void *committer_main(void *arg)
 	pthread_mutex_unlock(&store->queue_lock);
 	return NULL;
 }
-
 int store_start_committer(store_t *store, const char **error_r)
 {
 	sigset_t all, old;

@@ -6,6 +6,7 @@
 #define PETREL_STORE_SQLITE_PRIVATE_H
 
 #include "store/store.h"
+#include "store/store_mail.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -14,6 +15,9 @@
 /* Content up to this size lives in blobs.data; bigger goes to a file. It is
  * also the most a delivery ever holds in memory. */
 #define STORE_INLINE_MAX (128u * 1024u)
+
+/* Every STORE_FLAG_* bit. */
+#define STORE_FLAGS_ALL 0x1fu
 
 /* Statements prepared once per connection and kept (see stmt_get). */
 enum stmt_id {
@@ -45,8 +49,61 @@ enum stmt_id {
 	STMT_BLOB_DELETE,
 	STMT_INBOX_NEXT_UID,
 	STMT_MESSAGE_INSERT,
+	/* schema 2: mail access (store_mail.h) */
+	STMT_BEGIN_DEFERRED,
+	STMT_UIDVALIDITY_NEXT,
+	STMT_SUBSCRIBE,
+	STMT_UNSUBSCRIBE,
+	STMT_USER_EXISTS,
+	STMT_MAILBOX_STATUS,
+	STMT_MAILBOX_LIST_STATUS,
+	STMT_MAILBOX_GET,
+	STMT_MAILBOX_NEXT_UID,
+	STMT_MAILBOX_UID_ALLOC,
+	STMT_MAILBOX_MODSEQ_BUMP,
+	STMT_MAILBOX_BLOBS,
+	STMT_MAILBOX_DELETE,
+	STMT_MAILBOX_SUBTREE,
+	STMT_MAILBOX_RENAME,
+	STMT_MSG_SCAN,
+	STMT_MSG_CHANGED,
+	STMT_MSG_UIDS,
+	STMT_MSG_GET,
+	STMT_MSG_SET_FLAGS,
+	STMT_MSG_DELETE,
+	STMT_EXPUNGED_SINCE,
+	STMT_EXPUNGED_INSERT,
+	STMT_BLOB_INFO,
+	STMT_BLOB_REF,
+	STMT_CACHE_GET,
+	STMT_CACHE_INSERT,
 	STMT_COUNT
 };
+
+/* What the committer queue carries: deliveries and operations, each
+ * starting with this header, run in queue order in one transaction. */
+enum store_job_kind { STORE_JOB_DELIVERY, STORE_JOB_OP };
+
+struct store_job {
+	enum store_job_kind kind;
+	struct store_job *next;
+	/* Mailboxes the job changed, announced to watchers once its batch
+	 * committed. Emptied when the job's savepoint is rolled back. */
+	int64_t *touched;
+	size_t n_touched, touched_cap;
+};
+
+/* Remember that job changed mailbox_id. -1 out of memory. */
+int store_job_touch(struct store_job *job, int64_t mailbox_id);
+
+/* Blob files to unlink once the transaction that dropped their last
+ * reference has committed (a crash before it must still find them). */
+struct store_path_list {
+	char **paths;
+	size_t count, cap;
+};
+
+#define STORE_WATCH_BUCKETS 256
 
 /* One SQLite connection, used by exactly one thread. */
 struct store_conn {
@@ -67,12 +124,18 @@ struct store {
 	pthread_mutex_t conns_lock;
 	struct store_conn *conns;       /* all of them, closed by store_close */
 
-	/* The committer: a queue of deliveries and one thread draining it. */
+	/* The committer: a queue of jobs and one thread draining it. */
 	pthread_mutex_t queue_lock;
 	pthread_cond_t queue_cond;
-	struct store_delivery *queue_head, *queue_tail;
+	struct store_job *queue_head, *queue_tail;
 	bool committer_running, committer_stop, committer_joinable;
 	pthread_t committer;
+
+	/* Watchers by mailbox id (hash buckets). watch_lock is held while
+	 * callbacks run, which is what lets store_unwatch promise that its
+	 * callback is done. */
+	pthread_mutex_t watch_lock;
+	struct store_watch *watches[STORE_WATCH_BUCKETS];
 };
 
 /* This thread's connection to store, opened on first use. */
@@ -97,10 +160,53 @@ const char *store_errorf(const char *fmt, ...)
 /* open + fsync + close of a directory: makes the names in it durable. */
 int store_fsync_dir(const char *path);
 
+/* "INBOX" for any case variant of it, otherwise name itself. */
+const char *store_mailbox_name(const char *name);
+
+/* A new UIDVALIDITY: larger than any this store handed out before (a
+ * counter in meta, at least the current time). Inside a transaction. */
+int store_uidvalidity_next(struct store_conn *conn, uint32_t *uidvalidity_r,
+			   const char **error_r);
+
+/* Drop refs references to a blob; delete its row when none is left and add
+ * its file (if any) to freed. Inside a transaction. */
+int store_blob_unref(struct store_conn *conn, int64_t blob_id, int64_t refs,
+		     struct store_path_list *freed, const char **error_r);
+int store_path_list_add(struct store_path_list *list, const char *path);
+/* Unlink the files (relative to DATA_DIR) when unlink_them, then free. */
+void store_path_list_finish(store_t *store, struct store_path_list *list,
+			    bool unlink_them);
+
+/* Keywords in their stored form: base's keywords plus add's minus del's
+ * (each a space-separated list, NULL for none), compared ASCII
+ * case-insensitively (the first spelling seen is kept), sorted the same
+ * way, joined by single spaces; "" when none. malloc'd, NULL when out of
+ * memory. */
+char *store_keywords_merge(const char *base, const char *add, const char *del);
+
 /* The synchronous path and the committer thread both end here: make the
- * listed deliveries durable, call their callbacks, free them. */
-void store_commit_batch(store_t *store, struct store_delivery *list);
+ * listed jobs durable, call their callbacks, free them, then tell the
+ * watchers of every mailbox that changed. */
+void store_commit_batch(store_t *store, struct store_job *list);
+/* Queue a job for the committer; false when no committer runs (the caller
+ * then commits it synchronously). */
+bool store_job_enqueue(store_t *store, struct store_job *job);
 /* Signal the committer to drain its queue, and join it. */
 void store_stop_committer(store_t *store);
+
+/* Operations (store_sqlite_op.c). store_op_run runs one op inside the
+ * batch transaction, in its own savepoint; -1 only when the transaction
+ * itself can no longer be trusted. store_op_fail marks it failed (the
+ * batch did not commit); store_op_finish unlinks what it freed (if it
+ * succeeded), calls its callback and frees it. */
+int store_op_run(struct store_conn *conn, struct store_op *op, const char **error_r);
+bool store_op_ok(const struct store_op *op);
+void store_op_fail(struct store_op *op, const char *error);
+void store_op_finish(struct store_op *op);
+
+/* Call the watchers of the given mailboxes (sorted, unique). */
+void store_notify(store_t *store, const int64_t *mailbox_ids, size_t n);
+/* Free watchers left registered (store_close). */
+void store_watch_free_all(store_t *store);
 
 #endif

@@ -154,15 +154,15 @@ def test_unimplemented_listener_refused(conf_dir):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    text = base.replace("[listen]\n", f"[listen]\nimap = 127.0.0.1:{port}\n")
-    conf = write_conf(d / "imap.conf", text)
+    text = base.replace("[listen]\n", f"[listen]\nnntp = 127.0.0.1:{port}\n")
+    conf = write_conf(d / "nntp.conf", text)
     p = run("-c", str(conf), "check")
     assert p.returncode == EX_CONFIG
-    assert "imap" in p.stderr
+    assert "nntp" in p.stderr
     p = run("-c", str(conf), "serve", timeout=15)
     assert p.returncode == EX_CONFIG, p
-    assert f"{conf}:{line_of(text, 'imap =')}:" in p.stderr
-    assert "imap" in p.stderr
+    assert f"{conf}:{line_of(text, 'nntp =')}:" in p.stderr
+    assert "nntp" in p.stderr
     assert "event=listen" not in p.stderr and "event=started" not in p.stderr
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()

@@ -1,0 +1,130 @@
+#include "auth/auth.h"
+
+#include "auth/password.h"
+#include "core/log.h"
+#include "store/store.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct auth_job {
+	char *address, *password;
+	auth_cb *cb;
+	void *ctx;
+	struct auth_job *next;
+};
+
+struct auth_pool {
+	store_t *store;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct auth_job *head, *tail;
+	int stopping;
+	unsigned n_threads;
+	pthread_t *threads;
+};
+
+static void run_job(auth_pool_t *pool, struct auth_job *job)
+{
+	struct auth_result res = { 0 };
+	char *hash = NULL;
+	const char *err;
+	int64_t uid;
+	int found = store_user_password_hash(pool->store, job->address, &uid, &hash, &err);
+	if (found < 0) {
+		log_error("auth", 0, "event=store-error error=\"%s\"", err);
+		res.tempfail = 1;
+	} else if (found == 0) {
+		password_verify_dummy(job->password);
+	} else if (password_verify(job->password, hash)) {
+		res.ok = 1;
+		res.user_id = uid;
+		/* canonical form: domain lower-case */
+		snprintf(res.address, sizeof(res.address), "%s", job->address);
+		char *at = strrchr(res.address, '@');
+		for (char *p = at; p != NULL && *p != '\0'; p++)
+			if (*p >= 'A' && *p <= 'Z')
+				*p = (char)(*p + 32);
+	}
+	free(hash);
+	explicit_bzero(job->password, strlen(job->password));
+	job->cb(job->ctx, &res);
+	free(job->address);
+	free(job->password);
+	free(job);
+}
+
+static void *auth_main(void *arg)
+{
+	auth_pool_t *pool = arg;
+	sigset_t set;
+	sigfillset(&set);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	pthread_mutex_lock(&pool->lock);
+	for (;;) {
+		while (pool->head == NULL && !pool->stopping)
+			pthread_cond_wait(&pool->cond, &pool->lock);
+		if (pool->head == NULL)
+			break;
+		struct auth_job *job = pool->head;
+		pool->head = job->next;
+		if (pool->head == NULL)
+			pool->tail = NULL;
+		pthread_mutex_unlock(&pool->lock);
+		run_job(pool, job);
+		pthread_mutex_lock(&pool->lock);
+	}
+	pthread_mutex_unlock(&pool->lock);
+	return NULL;
+}
+
+auth_pool_t *auth_pool_new(store_t *store, unsigned threads)
+{
+	auth_pool_t *pool = calloc(1, sizeof(*pool));
+	pool->store = store;
+	pthread_mutex_init(&pool->lock, NULL);
+	pthread_cond_init(&pool->cond, NULL);
+	pool->n_threads = threads ? threads : 2;
+	pool->threads = calloc(pool->n_threads, sizeof(pthread_t));
+	for (unsigned i = 0; i < pool->n_threads; i++)
+		pthread_create(&pool->threads[i], NULL, auth_main, pool);
+	return pool;
+}
+
+void auth_pool_free(auth_pool_t *pool)
+{
+	if (pool == NULL)
+		return;
+	pthread_mutex_lock(&pool->lock);
+	pool->stopping = 1;
+	pthread_cond_broadcast(&pool->cond);
+	pthread_mutex_unlock(&pool->lock);
+	for (unsigned i = 0; i < pool->n_threads; i++)
+		pthread_join(pool->threads[i], NULL);
+	free(pool->threads);
+	pthread_mutex_destroy(&pool->lock);
+	pthread_cond_destroy(&pool->cond);
+	free(pool);
+}
+
+void auth_verify(auth_pool_t *pool, const char *address, const char *password, auth_cb *cb,
+		 void *ctx)
+{
+	struct auth_job *job = calloc(1, sizeof(*job));
+	job->address = strdup(address);
+	job->password = strdup(password);
+	job->cb = cb;
+	job->ctx = ctx;
+	pthread_mutex_lock(&pool->lock);
+	if (pool->tail != NULL)
+		pool->tail->next = job;
+	else
+		pool->head = job;
+	pool->tail = job;
+	pthread_cond_signal(&pool->cond);
+	pthread_mutex_unlock(&pool->lock);
+}

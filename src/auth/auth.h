@@ -1,0 +1,33 @@
+/*
+ * auth.h - password checks off the event loops.
+ *
+ * yescrypt costs tens of milliseconds by design, so verification runs on a
+ * small pool of threads; the result comes back through a callback on a pool
+ * thread, which must only hand it to the session's own thread. Unknown users
+ * cost the same time as wrong passwords (no user enumeration).
+ */
+#ifndef PETREL_AUTH_H
+#define PETREL_AUTH_H
+
+#include <stdint.h>
+
+typedef struct store store_t;
+typedef struct auth_pool auth_pool_t;
+
+struct auth_result {
+	int ok;            /* 1 authenticated */
+	int tempfail;      /* store error: try again later */
+	int64_t user_id;
+	char address[320]; /* the canonical address as stored (lower-case domain) */
+};
+
+typedef void auth_cb(void *ctx, const struct auth_result *res);
+
+auth_pool_t *auth_pool_new(store_t *store, unsigned threads);
+/* Finishes queued checks first. NULL allowed. */
+void auth_pool_free(auth_pool_t *pool);
+/* Check address/password; copies both (and wipes its copy afterwards). */
+void auth_verify(auth_pool_t *pool, const char *address, const char *password, auth_cb *cb,
+		 void *ctx);
+
+#endif

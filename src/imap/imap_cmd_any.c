@@ -1,0 +1,133 @@
+/* CAPABILITY, NOOP, CHECK, LOGOUT, ID, ENABLE, STARTTLS, IDLE. */
+#include "imap/imap_session.h"
+
+#include "core/config.h"
+#include "core/log.h"
+
+#include <string.h>
+#include <strings.h>
+
+/* Advertised only for what is complete (the tests check each). */
+void imap_write_capabilities(struct imap_session *s)
+{
+	imap_printf(s, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
+		       "CHILDREN SPECIAL-USE BINARY APPENDLIMIT=%llu",
+		    (unsigned long long)s->srv->config->limits.max_message_size);
+	if (s->state == IMAP_NOTAUTH) {
+		if (net_conn_tls_available(s->conn))
+			imap_printf(s, " STARTTLS");
+		/* RFC 3501 6.2.3 / RFC 8314: no cleartext passwords except on loopback */
+		if (net_conn_is_tls(s->conn) || net_conn_is_loopback(s->conn))
+			imap_printf(s, " AUTH=PLAIN AUTH=LOGIN");
+		else
+			imap_printf(s, " LOGINDISABLED");
+	}
+}
+
+void imap_cmd_capability(struct imap_session *s, struct imap_cmd *cmd)
+{
+	if (cmd->n_args != 0) {
+		imap_tagged(s, cmd->tag, "BAD", "CAPABILITY takes no arguments");
+		return;
+	}
+	imap_printf(s, "* CAPABILITY ");
+	imap_write_capabilities(s);
+	imap_write(s, "\r\n", 2);
+	imap_tagged(s, cmd->tag, "OK", "CAPABILITY completed");
+}
+
+void imap_cmd_noop(struct imap_session *s, struct imap_cmd *cmd)
+{
+	if (cmd->n_args != 0) {
+		imap_tagged(s, cmd->tag, "BAD", "%s takes no arguments", cmd->name);
+		return;
+	}
+	imap_mailbox_sync(s, 1);
+	imap_tagged(s, cmd->tag, "OK", "%s completed", cmd->name);
+}
+
+void imap_cmd_check(struct imap_session *s, struct imap_cmd *cmd)
+{
+	/* Every change is durable when acknowledged: CHECK is a NOOP. */
+	imap_cmd_noop(s, cmd);
+}
+
+void imap_cmd_logout(struct imap_session *s, struct imap_cmd *cmd)
+{
+	if (cmd->n_args != 0) {
+		imap_tagged(s, cmd->tag, "BAD", "LOGOUT takes no arguments");
+		return;
+	}
+	imap_untagged(s, "BYE Petrel logging out");
+	imap_tagged(s, cmd->tag, "OK", "LOGOUT completed");
+	imap_session_close(s, NULL);
+}
+
+void imap_cmd_id(struct imap_session *s, struct imap_cmd *cmd)
+{
+	/* RFC 2971: ("key" value ...) or NIL */
+	if (cmd->n_args != 1 ||
+	    (cmd->args[0].type != IMAP_ARG_NIL && cmd->args[0].type != IMAP_ARG_LIST) ||
+	    (cmd->args[0].type == IMAP_ARG_LIST && (cmd->args[0].list_count % 2 != 0 ||
+						    cmd->args[0].list_count > 60))) {
+		imap_tagged(s, cmd->tag, "BAD", "Syntax: ID (\"key\" \"value\" ...) or ID NIL");
+		return;
+	}
+	imap_untagged(s, "ID (\"name\" \"Petrel\" \"vendor\" \"Petrel\")");
+	imap_tagged(s, cmd->tag, "OK", "ID completed");
+}
+
+void imap_cmd_enable(struct imap_session *s, struct imap_cmd *cmd)
+{
+	if (cmd->n_args == 0) {
+		imap_tagged(s, cmd->tag, "BAD", "Syntax: ENABLE capability ...");
+		return;
+	}
+	/* RFC 5161: unknown capabilities are ignored; the ones we support for
+	 * ENABLE are none yet beyond what is always on, so the list is empty. */
+	imap_untagged(s, "ENABLED");
+	imap_tagged(s, cmd->tag, "OK", "ENABLE completed");
+}
+
+void imap_cmd_starttls(struct imap_session *s, struct imap_cmd *cmd)
+{
+	if (cmd->n_args != 0) {
+		imap_tagged(s, cmd->tag, "BAD", "STARTTLS takes no arguments");
+		return;
+	}
+	if (!net_conn_tls_available(s->conn)) {
+		imap_tagged(s, cmd->tag, "BAD", "TLS is %s",
+			    net_conn_is_tls(s->conn) ? "already active" : "not available");
+		return;
+	}
+	imap_tagged(s, cmd->tag, "OK", "Begin TLS negotiation now");
+	/* the buffered plaintext after STARTTLS is dropped (CVE-2011-0411) */
+	imap_parser_reset(s->parser);
+	net_conn_starttls(s->conn);
+	log_info("imap", s->id, "event=starttls");
+}
+
+/* ---- IDLE (RFC 2177) ---- */
+
+void imap_cmd_idle(struct imap_session *s, struct imap_cmd *cmd)
+{
+	if (cmd->n_args != 0) {
+		imap_tagged(s, cmd->tag, "BAD", "IDLE takes no arguments");
+		return;
+	}
+	snprintf(s->idle_tag, sizeof(s->idle_tag), "%s", cmd->tag);
+	s->idling = 1;
+	imap_printf(s, "+ idling\r\n");
+	imap_mailbox_sync(s, 1);
+}
+
+void imap_idle_input(struct imap_session *s, const char *line, size_t len)
+{
+	s->idling = 0;
+	if (len == 4 && strncasecmp(line, "DONE", 4) == 0) {
+		imap_mailbox_sync(s, 1);
+		imap_tagged(s, s->idle_tag, "OK", "IDLE terminated");
+	} else {
+		imap_tagged(s, s->idle_tag, "BAD", "Expected DONE");
+	}
+}

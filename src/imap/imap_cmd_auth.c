@@ -1,0 +1,256 @@
+/* LOGIN and AUTHENTICATE PLAIN / LOGIN (RFC 3501 6.2, RFC 4616, SASL-IR
+ * RFC 4959). Password checks run on the auth pool; failures are delayed. */
+#include "imap/imap_session.h"
+
+#include "auth/auth.h"
+#include "core/config.h"
+#include "core/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define FAIL_DELAY_MS 1500 /* grows with each failure of the session */
+
+struct login_job {
+	struct auth_result res;
+};
+
+static void fail_reply(void *arg)
+{
+	struct imap_session *s = arg;
+	imap_tagged(s, s->cur.tag, "NO", "[AUTHENTICATIONFAILED] Authentication failed");
+	if (s->auth_failures >= 3)
+		imap_session_close(s, "Too many authentication failures");
+	imap_cmd_done(s);
+}
+
+static void login_result(struct imap_session *s, void *arg)
+{
+	struct login_job *job = arg;
+	if (s == NULL) {
+		free(job);
+		return;
+	}
+	if (job->res.ok) {
+		s->state = IMAP_AUTH;
+		s->user_id = job->res.user_id;
+		snprintf(s->user, sizeof(s->user), "%s", job->res.address);
+		s->auth_failures = 0;
+		log_info("imap", s->id, "event=login user=%s", s->user);
+		imap_printf(s, "%s OK [CAPABILITY ", s->cur.tag);
+		imap_write_capabilities(s);
+		imap_printf(s, "] Logged in\r\n");
+		imap_cmd_done(s);
+	} else if (job->res.tempfail) {
+		imap_tagged(s, s->cur.tag, "NO", "[UNAVAILABLE] Temporary failure, try again");
+		imap_cmd_done(s);
+	} else {
+		s->auth_failures++;
+		log_info("imap", s->id, "event=login-failed failures=%u", s->auth_failures);
+		net_conn_after(s->conn, FAIL_DELAY_MS * s->auth_failures, fail_reply, s);
+	}
+	free(job);
+}
+
+static void auth_done(void *ctx, const struct auth_result *res)
+{
+	struct imap_handle *h = ctx;
+	struct login_job *job = malloc(sizeof(*job));
+	job->res = *res;
+	imap_post(h, login_result, job);
+}
+
+static int plaintext_ok(struct imap_session *s)
+{
+	return net_conn_is_tls(s->conn) || net_conn_is_loopback(s->conn);
+}
+
+static void start_check(struct imap_session *s, struct imap_cmd *cmd, const char *user,
+			const char *pass)
+{
+	imap_cmd_async(s, cmd);
+	auth_verify(s->srv->auth, user, pass, auth_done, imap_handle_ref(s));
+}
+
+void imap_cmd_login(struct imap_session *s, struct imap_cmd *cmd)
+{
+	const char *user = cmd->n_args == 2 ? imap_arg_string(&cmd->args[0]) : NULL;
+	const char *pass = cmd->n_args == 2 ? imap_arg_string(&cmd->args[1]) : NULL;
+	if (user == NULL || pass == NULL) {
+		imap_tagged(s, cmd->tag, "BAD", "Syntax: LOGIN user password");
+		return;
+	}
+	if (!plaintext_ok(s)) {
+		imap_tagged(s, cmd->tag, "NO", "[PRIVACYREQUIRED] Use STARTTLS first");
+		return;
+	}
+	start_check(s, cmd, user, pass);
+}
+
+/* ---- SASL ---- */
+
+static int b64val(int c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/* Strict base64 decode; malloc'd, NUL-terminated; -1 on bad input. */
+static int b64_decode(const char *in, size_t len, char **out_r, size_t *n_r)
+{
+	if (len % 4 != 0)
+		return -1;
+	char *out = malloc(len / 4 * 3 + 1);
+	size_t o = 0;
+	for (size_t i = 0; i < len; i += 4) {
+		int v[4];
+		for (int k = 0; k < 4; k++) {
+			v[k] = in[i + k] == '=' ? -2 : b64val((unsigned char)in[i + k]);
+			if (v[k] == -1 || (v[k] == -2 && (i + 4 < len || k < 2))) {
+				free(out);
+				return -1;
+			}
+		}
+		if (v[2] == -2 && v[3] != -2) {
+			free(out);
+			return -1;
+		}
+		out[o++] = (char)(v[0] << 2 | v[1] >> 4);
+		if (v[2] >= 0)
+			out[o++] = (char)((v[1] & 15) << 4 | v[2] >> 2);
+		if (v[3] >= 0)
+			out[o++] = (char)((v[2] & 3) << 6 | v[3]);
+	}
+	out[o] = '\0';
+	*out_r = out;
+	*n_r = o;
+	return 0;
+}
+
+static void sasl_fail(struct imap_session *s, const char *status, const char *msg)
+{
+	s->sasl_step = 0;
+	explicit_bzero(s->sasl_user, sizeof(s->sasl_user));
+	imap_tagged(s, s->cur.tag, status, "%s", msg);
+}
+
+/* PLAIN: authzid NUL authcid NUL passwd (RFC 4616) */
+static void sasl_plain(struct imap_session *s, const char *resp, size_t len)
+{
+	char *dec;
+	size_t n;
+	if (b64_decode(resp, len, &dec, &n) < 0) {
+		sasl_fail(s, "BAD", "Invalid base64");
+		return;
+	}
+	const char *authz = dec;
+	const char *nul1 = memchr(dec, '\0', n);
+	const char *nul2 = nul1 != NULL ? memchr(nul1 + 1, '\0', n - (size_t)(nul1 + 1 - dec)) : NULL;
+	if (nul1 == NULL || nul2 == NULL) {
+		free(dec);
+		sasl_fail(s, "BAD", "Malformed PLAIN response");
+		return;
+	}
+	const char *authc = nul1 + 1, *pass = nul2 + 1;
+	if (*authz != '\0' && strcasecmp(authz, authc) != 0) {
+		explicit_bzero(dec, n);
+		free(dec);
+		sasl_fail(s, "NO", "[AUTHORIZATIONFAILED] Proxy authorization not allowed");
+		return;
+	}
+	s->sasl_step = 0;
+	struct imap_cmd cmd = s->cur;
+	start_check(s, &cmd, authc, pass);
+	explicit_bzero(dec, n);
+	free(dec);
+}
+
+void imap_sasl_input(struct imap_session *s, const char *line, size_t len)
+{
+	if (len == 1 && line[0] == '*') {
+		sasl_fail(s, "BAD", "Authentication cancelled");
+		return;
+	}
+	if (strcmp(s->sasl_mech, "PLAIN") == 0) {
+		sasl_plain(s, line, len);
+		return;
+	}
+	/* LOGIN: step 1 user name, step 2 password */
+	char *dec;
+	size_t n;
+	if (b64_decode(line, len, &dec, &n) < 0) {
+		sasl_fail(s, "BAD", "Invalid base64");
+		return;
+	}
+	if (s->sasl_step == 1) {
+		snprintf(s->sasl_user, sizeof(s->sasl_user), "%s", dec);
+		free(dec);
+		s->sasl_step = 2;
+		imap_printf(s, "+ UGFzc3dvcmQ6\r\n"); /* "Password:" */
+		return;
+	}
+	s->sasl_step = 0;
+	struct imap_cmd cmd = s->cur;
+	start_check(s, &cmd, s->sasl_user, dec);
+	explicit_bzero(dec, n);
+	free(dec);
+	explicit_bzero(s->sasl_user, sizeof(s->sasl_user));
+}
+
+void imap_cmd_authenticate(struct imap_session *s, struct imap_cmd *cmd)
+{
+	const char *mech = cmd->n_args >= 1 ? imap_arg_atom(&cmd->args[0]) : NULL;
+	const char *ir = cmd->n_args == 2 ? imap_arg_string(&cmd->args[1]) : NULL;
+	if (mech == NULL || cmd->n_args > 2 || (cmd->n_args == 2 && ir == NULL)) {
+		imap_tagged(s, cmd->tag, "BAD", "Syntax: AUTHENTICATE mechanism [initial-response]");
+		return;
+	}
+	if (strcasecmp(mech, "PLAIN") != 0 && strcasecmp(mech, "LOGIN") != 0) {
+		imap_tagged(s, cmd->tag, "NO", "Unsupported authentication mechanism");
+		return;
+	}
+	if (!plaintext_ok(s)) {
+		imap_tagged(s, cmd->tag, "NO", "[PRIVACYREQUIRED] Use STARTTLS first");
+		return;
+	}
+	s->cur = *cmd;
+	s->cur.args = NULL;
+	s->cur.n_args = 0;
+	snprintf(s->sasl_mech, sizeof(s->sasl_mech), "%s",
+		 strcasecmp(mech, "PLAIN") == 0 ? "PLAIN" : "LOGIN");
+	if (strcmp(s->sasl_mech, "PLAIN") == 0) {
+		if (ir != NULL) {
+			/* SASL-IR: "=" is an empty initial response */
+			sasl_plain(s, strcmp(ir, "=") == 0 ? "" : ir, strcmp(ir, "=") == 0 ? 0 : strlen(ir));
+			return;
+		}
+		s->sasl_step = 1;
+		imap_printf(s, "+ \r\n");
+		return;
+	}
+	if (ir != NULL) {
+		char *dec;
+		size_t n;
+		if (b64_decode(ir, strlen(ir), &dec, &n) < 0) {
+			sasl_fail(s, "BAD", "Invalid base64");
+			return;
+		}
+		snprintf(s->sasl_user, sizeof(s->sasl_user), "%s", dec);
+		free(dec);
+		s->sasl_step = 2;
+		imap_printf(s, "+ UGFzc3dvcmQ6\r\n");
+		return;
+	}
+	s->sasl_step = 1;
+	imap_printf(s, "+ VXNlcm5hbWU6\r\n"); /* "Username:" */
+}

@@ -1,0 +1,718 @@
+/* FETCH and UID FETCH (RFC 3501 6.4.5, 6.4.8, 7.4.2; RFC 3516 BINARY).
+ *
+ * Every item is parsed before anything is written. Message metadata comes
+ * from one store_msg_scan; ENVELOPE, BODY[STRUCTURE] and section offsets
+ * from the parse cache made at delivery (a message is never re-parsed);
+ * content is streamed from the store in chunks as IMAP literals. When
+ * non-PEEK content is fetched from a read-write mailbox, \Seen is set on all
+ * of those messages in one store operation first, and their responses carry
+ * the new FLAGS.
+ *
+ * A long response is produced one message at a time: when the output is
+ * above the high watermark the state hangs on s->cont_ctx and s->cont
+ * resumes it once the output drains (imap_fetch_abort frees it if the
+ * connection goes first). */
+#include "imap/imap_fetch.h"
+#include "imap/imap_fetch_private.h"
+#include "imap/imap_session.h"
+
+#include "core/log.h"
+#include "mime/mime_parse.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define FETCH_CHUNK (64 * 1024)
+
+struct fetch_msg {
+	uint32_t uid;
+	int found;          /* still in the store */
+	int flags_changed;  /* \Seen was set by this FETCH: send FLAGS */
+	uint32_t flags;
+	char *keywords;
+	int64_t internaldate;
+	uint64_t size;
+	int64_t blob_id;
+};
+
+/* What one item of the current message writes after its name. */
+struct fetch_data {
+	enum { DATA_NONE, DATA_NIL, DATA_BLOB, DATA_MEM } src;
+	int literal8;
+	uint64_t off, len; /* within the blob, or within mem */
+	char *mem;
+	uint64_t number;   /* BINARY.SIZE */
+};
+
+struct fetch_state {
+	char tag[128];
+	int uid_cmd;
+	int async;               /* imap_cmd_async was called */
+	store_t *store;
+	struct fetch_items items;
+	struct fetch_msg *msgs;  /* the requested uids, ascending */
+	size_t n_msgs, scan_i, pos;
+	/* the message being written */
+	int in_msg;
+	size_t item_i;
+	struct store_msg_cache cache;
+	int have_cache;
+	const char *parts;
+	char fallback_parts[256];
+	struct fetch_data *data; /* one per item */
+	/* a literal being streamed: data[lit_item] */
+	int streaming;
+	size_t lit_item;
+	uint64_t lit_done;
+	char *buf;               /* FETCH_CHUNK octets */
+	/* outcome */
+	int failed, unknown_cte, missing;
+	/* \Seen operation result (filled on the committer thread) */
+	struct imap_handle *handle;
+	int op_status;
+	struct store_msg *changed;
+	char **changed_kw;
+	size_t n_changed;
+};
+
+static void data_clear(struct fetch_state *st)
+{
+	if (st->data != NULL) {
+		for (size_t i = 0; i < st->items.n; i++) {
+			free(st->data[i].mem);
+			memset(&st->data[i], 0, sizeof(st->data[i]));
+		}
+	}
+	if (st->have_cache)
+		store_msg_cache_free(&st->cache);
+	st->have_cache = 0;
+	st->parts = NULL;
+	st->streaming = 0;
+}
+
+static void state_free(struct fetch_state *st)
+{
+	if (st == NULL)
+		return;
+	data_clear(st);
+	free(st->data);
+	for (size_t i = 0; i < st->n_msgs; i++)
+		free(st->msgs[i].keywords);
+	free(st->msgs);
+	for (size_t i = 0; i < st->n_changed; i++)
+		free(st->changed_kw[i]);
+	free(st->changed);
+	free(st->changed_kw);
+	free(st->buf);
+	imap_fetch_items_free(&st->items);
+	free(st);
+}
+
+static void fetch_continue(struct imap_session *s);
+
+void imap_fetch_abort(struct imap_session *s)
+{
+	if (s->cont == fetch_continue) {
+		state_free(s->cont_ctx);
+		s->cont = NULL;
+		s->cont_ctx = NULL;
+	}
+}
+
+/* ------------------------------------------------------------- preparing */
+
+static void apply_partial(const struct fetch_item *it, struct fetch_data *d)
+{
+	if (!it->partial)
+		return;
+	if (it->origin >= d->len) {
+		d->off += d->len;
+		d->len = 0;
+		return;
+	}
+	d->off += it->origin;
+	d->len -= it->origin;
+	if (d->len > it->count)
+		d->len = it->count;
+}
+
+static const char *section_suffix(enum fetch_text t)
+{
+	switch (t) {
+	case FETCH_TEXT_HEADER:
+	case FETCH_TEXT_FIELDS:
+	case FETCH_TEXT_FIELDS_NOT:
+		return "HEADER";
+	case FETCH_TEXT_TEXT:
+		return "TEXT";
+	case FETCH_TEXT_MIME:
+		return "MIME";
+	default:
+		return NULL;
+	}
+}
+
+/* BODY[...]: 0, or -1 on a store error. */
+static int prepare_section(struct fetch_state *st, const struct fetch_msg *m,
+			   const struct fetch_item *it, struct fetch_data *d)
+{
+	struct mime_section sec = { 0, m->size };
+	const char *err;
+	if (it->part[0] != '\0' || it->text != FETCH_TEXT_NONE) {
+		if (mime_section_find(st->parts, m->size, it->part, section_suffix(it->text), &sec) <= 0)
+			sec.offset = sec.len = 0; /* no such part: an empty string */
+	}
+	if (it->text == FETCH_TEXT_FIELDS || it->text == FETCH_TEXT_FIELDS_NOT) {
+		char *hdr;
+		size_t hlen;
+		if (imap_msg_read(st->store, m->blob_id, sec.offset, sec.len, &hdr, &hlen, &err) < 0) {
+			log_error("imap", 0, "event=store-error error=\"%s\"", err);
+			return -1;
+		}
+		char *out = NULL;
+		size_t olen = 0;
+		int r = sec.len == 0 ? 0
+				     : mime_header_fields(hdr, hlen, (const char *const *)it->fields,
+							  it->n_fields, it->text == FETCH_TEXT_FIELDS_NOT,
+							  &out, &olen);
+		free(hdr);
+		if (r < 0)
+			return -1;
+		d->src = DATA_MEM;
+		d->mem = out;
+		d->off = 0;
+		d->len = olen;
+	} else {
+		d->src = DATA_BLOB;
+		d->off = sec.offset;
+		d->len = sec.len;
+	}
+	apply_partial(it, d);
+	return 0;
+}
+
+static int is_identity_cte(const char *enc)
+{
+	return strcmp(enc, "7bit") == 0 || strcmp(enc, "8bit") == 0 || strcmp(enc, "binary") == 0;
+}
+
+/* BINARY[...] / BINARY.SIZE[...]: 0, -1 on a store error, -2 when the
+ * content transfer encoding cannot be undone. */
+static int prepare_binary(struct fetch_state *st, const struct fetch_msg *m,
+			  const struct fetch_item *it, struct fetch_data *d)
+{
+	const char *enc = "binary";
+	struct mime_section sec = { 0, m->size };
+	if (it->part[0] != '\0') {
+		enc = mime_section_encoding(st->parts, it->part);
+		if (enc == NULL || mime_section_find(st->parts, m->size, it->part, NULL, &sec) <= 0) {
+			d->src = DATA_NIL; /* no such part */
+			return 0;
+		}
+	}
+	if (strcmp(enc, "unknown") == 0)
+		return -2;
+	if (is_identity_cte(enc)) {
+		d->src = DATA_BLOB;
+		d->off = sec.offset;
+		d->len = sec.len;
+		/* declared binary content may hold NULs: literal8 (RFC 3516 4.3) */
+		d->literal8 = it->part[0] != '\0' && strcmp(enc, "binary") == 0;
+	} else {
+		char *raw, *dec;
+		size_t rlen, dlen;
+		const char *err;
+		if (imap_msg_read(st->store, m->blob_id, sec.offset, sec.len, &raw, &rlen, &err) < 0) {
+			log_error("imap", 0, "event=store-error error=\"%s\"", err);
+			return -1;
+		}
+		int r = mime_decode_transfer(enc, raw, rlen, &dec, &dlen);
+		free(raw);
+		if (r < 0)
+			return -2;
+		d->src = DATA_MEM;
+		d->mem = dec;
+		d->off = 0;
+		d->len = dlen;
+		d->literal8 = memchr(dec, '\0', dlen) != NULL;
+	}
+	d->number = d->len;
+	if (it->kind == FETCH_BINARY_SIZE) {
+		free(d->mem);
+		d->mem = NULL;
+		d->src = DATA_NONE;
+	} else {
+		apply_partial(it, d);
+	}
+	return 0;
+}
+
+/* Load what the message's items need. 0, -1 store error, -2 unknown CTE. */
+static int msg_prepare(struct fetch_state *st, const struct fetch_msg *m)
+{
+	const char *err;
+	if (st->items.need_cache) {
+		int r = store_msg_cache_get(st->store, m->blob_id, &st->cache, &err);
+		if (r < 0) {
+			log_error("imap", 0, "event=store-error error=\"%s\"", err);
+			return -1;
+		}
+		st->have_cache = r > 0;
+		st->parts = st->have_cache ? st->cache.parts : NULL;
+		if (st->parts == NULL) {
+			/* no cache row (should not happen): one text/plain part */
+			st->parts = imap_msg_fallback_parts(st->store, m->blob_id, m->size,
+							    st->fallback_parts,
+							    sizeof(st->fallback_parts));
+			if (st->parts == NULL)
+				return -1;
+		}
+	}
+	for (size_t i = 0; i < st->items.n; i++) {
+		const struct fetch_item *it = &st->items.v[i];
+		int r = 0;
+		if (it->kind == FETCH_SECTION)
+			r = prepare_section(st, m, it, &st->data[i]);
+		else if (it->kind == FETCH_BINARY || it->kind == FETCH_BINARY_SIZE)
+			r = prepare_binary(st, m, it, &st->data[i]);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* --------------------------------------------------------------- writing */
+
+static int recent(struct imap_session *s, uint32_t uid)
+{
+	return !s->rev2 && uid >= s->sel->first_recent_uid;
+}
+
+/* Stream the pending literal: 1 when suspended (output full), 0 done. */
+static int stream_literal(struct imap_session *s, struct fetch_state *st,
+			  const struct fetch_msg *m)
+{
+	const struct fetch_data *d = &st->data[st->lit_item];
+	while (st->lit_done < d->len) {
+		if (!net_conn_can_process(s->conn))
+			return 1;
+		uint64_t left = d->len - st->lit_done;
+		size_t n = left < FETCH_CHUNK ? (size_t)left : FETCH_CHUNK;
+		if (d->src == DATA_MEM) {
+			imap_write(s, d->mem + d->off + st->lit_done, n);
+		} else {
+			size_t got = 0;
+			const char *err = NULL;
+			if (store_blob_read(st->store, m->blob_id, d->off + st->lit_done, st->buf, n,
+					    &got, &err) < 0 ||
+			    got < n) {
+				/* the literal's length is announced: keep the
+				 * stream in step, and fail the command */
+				log_error("imap", s->id, "event=store-error uid=%u error=\"%s\"", m->uid,
+					  err != NULL ? err : "content shorter than expected");
+				if (got > n)
+					got = 0;
+				memset(st->buf + got, ' ', n - got);
+				st->failed = 1;
+			}
+			imap_write(s, st->buf, n);
+		}
+		st->lit_done += n;
+	}
+	st->streaming = 0;
+	return 0;
+}
+
+static void write_item(struct imap_session *s, struct fetch_state *st, const struct fetch_msg *m,
+		       size_t i)
+{
+	const struct fetch_item *it = &st->items.v[i];
+	struct fetch_data *d = &st->data[i];
+	if (i > 0)
+		imap_write(s, " ", 1);
+	switch (it->kind) {
+	case FETCH_UID:
+		imap_printf(s, "UID %u", m->uid);
+		break;
+	case FETCH_FLAGS:
+		imap_write(s, "FLAGS ", 6);
+		imap_write_flags(s, m->flags, m->keywords, recent(s, m->uid));
+		break;
+	case FETCH_INTERNALDATE: {
+		char date[64];
+		imap_format_internaldate(m->internaldate, date, sizeof(date));
+		imap_printf(s, "INTERNALDATE \"%s\"", date);
+		break;
+	}
+	case FETCH_RFC822_SIZE:
+		imap_printf(s, "RFC822.SIZE %llu", (unsigned long long)m->size);
+		break;
+	case FETCH_ENVELOPE:
+		imap_write(s, "ENVELOPE ", 9);
+		if (st->have_cache && st->cache.envelope != NULL)
+			imap_write(s, st->cache.envelope, strlen(st->cache.envelope));
+		else
+			imap_write(s, "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)", 41);
+		break;
+	case FETCH_BODY:
+	case FETCH_BODYSTRUCTURE: {
+		int ext = it->kind == FETCH_BODYSTRUCTURE;
+		const char *v = !st->have_cache ? NULL : ext ? st->cache.bodystructure : st->cache.body;
+		imap_printf(s, "%s ", ext ? "BODYSTRUCTURE" : "BODY");
+		if (v != NULL)
+			imap_write(s, v, strlen(v));
+		else
+			imap_printf(s, "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" "
+				       "%llu 0%s)",
+				    (unsigned long long)m->size, ext ? " NIL NIL NIL NIL" : "");
+		break;
+	}
+	case FETCH_BINARY_SIZE:
+		imap_printf(s, "%s %llu", it->resp, (unsigned long long)d->number);
+		break;
+	case FETCH_SECTION:
+	case FETCH_BINARY:
+		imap_printf(s, "%s ", it->resp);
+		if (d->src == DATA_NIL) {
+			imap_write(s, "NIL", 3);
+		} else if (d->len == 0) {
+			imap_write(s, "\"\"", 2);
+		} else {
+			imap_printf(s, "%s{%llu}\r\n", d->literal8 ? "~" : "",
+				    (unsigned long long)d->len);
+			st->streaming = 1;
+			st->lit_item = i;
+			st->lit_done = 0;
+		}
+		break;
+	}
+}
+
+static void fetch_finish(struct imap_session *s, struct fetch_state *st)
+{
+	s->cont = NULL;
+	s->cont_ctx = NULL;
+	imap_mailbox_sync(s, st->uid_cmd);
+	if (st->unknown_cte)
+		imap_tagged(s, st->tag, "NO", "[UNKNOWN-CTE] Cannot decode the content of a part");
+	else if (st->failed)
+		imap_tagged(s, st->tag, "NO", "[SERVERBUG] Some messages could not be read");
+	else if (st->missing && !st->uid_cmd)
+		imap_tagged(s, st->tag, "NO", "[EXPUNGEISSUED] Some messages were expunged");
+	else
+		imap_tagged(s, st->tag, "OK", "%sFETCH completed", st->uid_cmd ? "UID " : "");
+	int async = st->async;
+	state_free(st);
+	if (async)
+		imap_cmd_done(s);
+}
+
+/* Write responses until done or the output is full. */
+static void fetch_run(struct imap_session *s, struct fetch_state *st)
+{
+	while (st->pos < st->n_msgs) {
+		struct fetch_msg *m = &st->msgs[st->pos];
+		if (!st->in_msg) {
+			if (!m->found) {
+				st->missing = 1;
+				st->pos++;
+				continue;
+			}
+			uint32_t seq = imap_seq_of_uid(s->sel, m->uid);
+			int r = msg_prepare(st, m);
+			if (r < 0 || seq == 0) {
+				data_clear(st);
+				if (r == -2) {
+					st->unknown_cte = 1;
+					break; /* RFC 3516: fail the request */
+				}
+				if (r == -1)
+					st->failed = 1;
+				st->pos++;
+				continue;
+			}
+			imap_printf(s, "* %u FETCH (", seq);
+			st->in_msg = 1;
+			st->item_i = 0;
+		}
+		for (;;) {
+			if (st->streaming) {
+				if (stream_literal(s, st, m) != 0)
+					goto suspend;
+				continue;
+			}
+			if (st->item_i == st->items.n)
+				break;
+			write_item(s, st, m, st->item_i++);
+			if (!st->streaming && !net_conn_can_process(s->conn))
+				goto suspend;
+		}
+		if (m->flags_changed && !st->items.has_flags) {
+			imap_write(s, " FLAGS ", 7);
+			imap_write_flags(s, m->flags, m->keywords, recent(s, m->uid));
+		}
+		imap_write(s, ")\r\n", 3);
+		data_clear(st);
+		st->in_msg = 0;
+		st->pos++;
+		if (st->pos < st->n_msgs && !net_conn_can_process(s->conn))
+			goto suspend;
+	}
+	fetch_finish(s, st);
+	return;
+suspend:
+	s->cont = fetch_continue;
+	s->cont_ctx = st;
+}
+
+static void fetch_continue(struct imap_session *s)
+{
+	fetch_run(s, s->cont_ctx);
+}
+
+/* ------------------------------------------------------------ \Seen first */
+
+static int cmp_msg_uid(const void *key, const void *elem)
+{
+	uint32_t u = *(const uint32_t *)key;
+	const struct fetch_msg *m = elem;
+	return u < m->uid ? -1 : u > m->uid;
+}
+
+static void seen_done(struct imap_session *s, void *arg)
+{
+	struct fetch_state *st = arg;
+	if (s == NULL) {
+		state_free(st); /* the session closed meanwhile */
+		return;
+	}
+	if (st->op_status != 0)
+		log_error("imap", s->id, "event=store-error error=\"cannot set \\\\Seen\"");
+	for (size_t i = 0; i < st->n_changed; i++) {
+		struct fetch_msg *m = bsearch(&st->changed[i].uid, st->msgs, st->n_msgs,
+					      sizeof(*st->msgs), cmp_msg_uid);
+		if (m == NULL || !m->found)
+			continue;
+		m->flags = st->changed[i].flags;
+		free(m->keywords);
+		m->keywords = st->changed_kw[i];
+		st->changed_kw[i] = NULL;
+		m->flags_changed = 1;
+	}
+	fetch_run(s, st);
+}
+
+/* Committer thread: copy what the result says and hand it back. */
+static void seen_cb(void *ctx, const struct store_op_result *res)
+{
+	struct fetch_state *st = ctx;
+	st->op_status = res->status;
+	if (res->status == 0 && res->n_changed > 0) {
+		st->changed = calloc(res->n_changed, sizeof(*st->changed));
+		st->changed_kw = calloc(res->n_changed, sizeof(*st->changed_kw));
+		if (st->changed != NULL && st->changed_kw != NULL) {
+			for (size_t i = 0; i < res->n_changed; i++) {
+				st->changed[i] = res->changed[i];
+				st->changed[i].keywords = NULL;
+				st->changed_kw[i] = strdup(res->changed[i].keywords != NULL
+								   ? res->changed[i].keywords
+								   : "");
+				if (st->changed_kw[i] == NULL) {
+					/* keep the old keywords for this one */
+					st->changed[i].uid = 0;
+				}
+			}
+			st->n_changed = res->n_changed;
+		}
+	}
+	imap_post(st->handle, seen_done, st);
+}
+
+/* --------------------------------------------------------------- command */
+
+static void scan_cb(void *ctx, const struct store_msg *sm)
+{
+	struct fetch_state *st = ctx;
+	while (st->scan_i < st->n_msgs && st->msgs[st->scan_i].uid < sm->uid)
+		st->scan_i++;
+	if (st->scan_i == st->n_msgs || st->msgs[st->scan_i].uid != sm->uid)
+		return;
+	struct fetch_msg *m = &st->msgs[st->scan_i++];
+	m->keywords = strdup(sm->keywords != NULL ? sm->keywords : "");
+	if (m->keywords == NULL)
+		return; /* treated as gone: fails softly */
+	m->found = 1;
+	m->flags = sm->flags;
+	m->internaldate = sm->internaldate;
+	m->size = sm->size;
+	m->blob_id = sm->blob_id;
+}
+
+/* RFC 3516: a part whose encoding cannot be undone fails the whole request,
+ * so look before writing anything (or setting \Seen). 0 fine, -1 store
+ * error, -2 unknown CTE. */
+static int binary_precheck(struct fetch_state *st)
+{
+	int any = 0;
+	for (size_t i = 0; i < st->items.n; i++)
+		if ((st->items.v[i].kind == FETCH_BINARY || st->items.v[i].kind == FETCH_BINARY_SIZE) &&
+		    st->items.v[i].part[0] != '\0')
+			any = 1;
+	if (!any)
+		return 0;
+	int r = 0;
+	for (size_t k = 0; k < st->n_msgs && r == 0; k++) {
+		const struct fetch_msg *m = &st->msgs[k];
+		if (!m->found)
+			continue;
+		struct store_msg_cache c;
+		const char *err;
+		int got = store_msg_cache_get(st->store, m->blob_id, &c, &err);
+		if (got < 0) {
+			log_error("imap", 0, "event=store-error error=\"%s\"", err);
+			return -1;
+		}
+		if (got == 0 || c.parts == NULL) {
+			if (got > 0)
+				store_msg_cache_free(&c);
+			continue; /* one text/plain part: nothing to refuse */
+		}
+		for (size_t i = 0; i < st->items.n && r == 0; i++) {
+			const struct fetch_item *it = &st->items.v[i];
+			if ((it->kind != FETCH_BINARY && it->kind != FETCH_BINARY_SIZE) ||
+			    it->part[0] == '\0')
+				continue;
+			const char *enc = mime_section_encoding(c.parts, it->part);
+			if (enc != NULL && strcmp(enc, "unknown") == 0)
+				r = -2;
+		}
+		store_msg_cache_free(&c);
+	}
+	return r;
+}
+
+/* Message numbers must exist (RFC 3501 6.4.5 / 9: a number beyond EXISTS
+ * is an error); UIDs need not. */
+static int seqset_in_range(const char *str, uint32_t n)
+{
+	struct imap_seqset set;
+	if (imap_seqset_parse(str, 1, &set) < 0)
+		return 0;
+	int ok = 1;
+	if (!set.dollar) {
+		size_t plain = set.star ? set.n - 1 : set.n;
+		if (n == 0)
+			ok = 0;
+		for (size_t i = 0; i < plain; i++)
+			if (set.r[i].hi > n)
+				ok = 0;
+		if (set.star && set.star_hi > n)
+			ok = 0;
+	}
+	imap_seqset_free(&set);
+	return ok;
+}
+
+void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *cmd)
+{
+	const char *setstr = cmd->n_args == 2 ? imap_arg_atom(&cmd->args[0]) : NULL;
+	if (setstr == NULL || cmd->args[0].type != IMAP_ARG_ATOM) {
+		imap_tagged(s, cmd->tag, "BAD", "Syntax: %sFETCH sequence-set items",
+			    cmd->uid ? "UID " : "");
+		return;
+	}
+	struct fetch_state *st = calloc(1, sizeof(*st));
+	if (st == NULL) {
+		imap_tagged(s, cmd->tag, "NO", "[SERVERBUG] Out of memory");
+		return;
+	}
+	snprintf(st->tag, sizeof(st->tag), "%s", cmd->tag);
+	st->uid_cmd = cmd->uid;
+	st->store = s->srv->store;
+	const char *err;
+	if (imap_fetch_items_parse(&cmd->args[1], &st->items, &err) < 0) {
+		state_free(st);
+		imap_tagged(s, cmd->tag, "BAD", "%s", err);
+		return;
+	}
+	if (cmd->uid && !st->items.has_uid) {
+		/* RFC 3501 6.4.8: UID FETCH answers always carry UID (first) */
+		struct fetch_items uid_only;
+		static const struct imap_arg uid_arg = { .type = IMAP_ARG_ATOM, .str = "UID", .len = 3 };
+		struct fetch_item *v;
+		if (imap_fetch_items_parse(&uid_arg, &uid_only, &err) < 0 ||
+		    (v = realloc(st->items.v, (st->items.n + 1) * sizeof(*v))) == NULL) {
+			imap_fetch_items_free(&uid_only);
+			state_free(st);
+			imap_tagged(s, cmd->tag, "NO", "[SERVERBUG] Out of memory");
+			return;
+		}
+		memmove(v + 1, v, st->items.n * sizeof(*v));
+		v[0] = uid_only.v[0];
+		free(uid_only.v);
+		st->items.v = v;
+		st->items.n++;
+		st->items.has_uid = 1;
+	}
+	uint32_t *uids = NULL;
+	size_t n = 0;
+	if ((!cmd->uid && !seqset_in_range(setstr, (uint32_t)s->sel->n)) ||
+	    imap_seqset_uids(s, setstr, cmd->uid, &uids, &n) < 0) {
+		free(uids);
+		state_free(st);
+		imap_tagged(s, cmd->tag, "BAD", "Invalid sequence set");
+		return;
+	}
+	st->msgs = calloc(n ? n : 1, sizeof(*st->msgs));
+	st->data = calloc(st->items.n, sizeof(*st->data));
+	st->buf = malloc(FETCH_CHUNK);
+	if (st->msgs == NULL || st->data == NULL || st->buf == NULL) {
+		free(uids);
+		state_free(st);
+		imap_tagged(s, cmd->tag, "NO", "[SERVERBUG] Out of memory");
+		return;
+	}
+	/* a sequence set may name a message twice ("1,1") */
+	for (size_t i = 0; i < n; i++)
+		if (st->n_msgs == 0 || uids[i] != st->msgs[st->n_msgs - 1].uid)
+			st->msgs[st->n_msgs++].uid = uids[i];
+	free(uids);
+	if (st->n_msgs > 0 &&
+	    store_msg_scan(st->store, s->sel->id, st->msgs[0].uid, scan_cb, st, &err) < 0) {
+		log_error("imap", s->id, "event=store-error error=\"%s\"", err);
+		state_free(st);
+		imap_tagged(s, cmd->tag, "NO", "[SERVERBUG] Cannot read the mailbox");
+		return;
+	}
+	int pre = binary_precheck(st);
+	if (pre < 0) {
+		state_free(st);
+		if (pre == -2)
+			imap_tagged(s, cmd->tag, "NO", "[UNKNOWN-CTE] Cannot decode the content of a part");
+		else
+			imap_tagged(s, cmd->tag, "NO", "[SERVERBUG] Cannot read the mailbox");
+		return;
+	}
+	if (st->items.sets_seen && !s->sel->readonly) {
+		uint32_t *unseen = malloc(st->n_msgs * sizeof(*unseen) + 1);
+		size_t n_unseen = 0;
+		for (size_t i = 0; unseen != NULL && i < st->n_msgs; i++)
+			if (st->msgs[i].found && !(st->msgs[i].flags & STORE_FLAG_SEEN))
+				unseen[n_unseen++] = st->msgs[i].uid;
+		if (n_unseen > 0) {
+			store_op_t *op = store_op_new(st->store);
+			store_op_flags(op, s->sel->id, unseen, n_unseen, STORE_FLAGS_ADD,
+				       STORE_FLAG_SEEN, NULL, 0);
+			free(unseen);
+			imap_cmd_async(s, cmd);
+			st->async = 1;
+			st->handle = imap_handle_ref(s);
+			store_op_commit(op, seen_cb, st);
+			return;
+		}
+		free(unseen);
+	}
+	fetch_run(s, st);
+}

@@ -1,0 +1,170 @@
+/*
+ * imap_session.h - one IMAP session: state machine, command table, output
+ * helpers and the selected-mailbox view. Private to src/imap/.
+ */
+#ifndef PETREL_IMAP_SESSION_H
+#define PETREL_IMAP_SESSION_H
+
+#include "imap/imap.h"
+#include "imap/imap_parser.h"
+#include "imap/imap_seqset.h"
+#include "store/store_mail.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum imap_state { IMAP_NOTAUTH, IMAP_AUTH, IMAP_SELECTED, IMAP_LOGOUT };
+
+/* The selected mailbox as this session sees it: its own map of sequence
+ * numbers to UIDs (seq n is uids[n-1]), changed only where RFC 3501 7.4.1
+ * allows. */
+struct imap_mailbox {
+	int64_t id;
+	char name[512];
+	int readonly;
+	uint32_t uidvalidity;
+	uint32_t uidnext;          /* as announced to this session */
+	uint64_t modseq_seen;      /* changes up to here are reflected */
+	uint32_t *uids;
+	size_t n, cap;
+	uint32_t first_recent_uid; /* \Recent: uids >= this (rev1) */
+	uint64_t own_modseq;       /* changes this session made and reported itself */
+	uint32_t *pending_expunge; /* learned, not yet announced */
+	size_t n_pending, cap_pending;
+	store_watch_t *watch;
+};
+
+/* Shared between the session and callbacks from other threads (store
+ * watchers, auth pool, committer): the session may be gone by the time a
+ * posted callback runs. Freed when both sides let go. */
+struct imap_handle {
+	struct imap_session *s;   /* NULL once the session is gone (worker thread only) */
+	int refs;                 /* atomic */
+	net_worker_t *worker;
+};
+
+struct append_state;
+
+struct imap_cmd {
+	char tag[128];
+	const char *name;          /* upper case, e.g. "FETCH" (after "UID ") */
+	const struct imap_arg *args;
+	size_t n_args;
+	int uid;                   /* "UID FETCH" etc. */
+};
+
+struct imap_session {
+	net_conn_t *conn;
+	net_worker_t *worker;
+	struct imap_server *srv;
+	struct imap_handle *handle;
+	uint64_t id;
+	enum imap_state state;
+	imap_parser_t *parser;
+	unsigned bad_count;
+	unsigned auth_failures;
+	int64_t user_id;
+	char user[320];
+	/* ENABLE'd / negotiated */
+	int rev2, utf8_accept, condstore, qresync;
+	struct imap_mailbox *sel;
+	/* a command waiting for another thread (auth, committer): input paused */
+	int busy;
+	struct imap_cmd cur;       /* copy of tag/name for async completion */
+	/* IDLE */
+	int idling;
+	char idle_tag[128];
+	/* AUTHENTICATE continuation */
+	int sasl_step;             /* 0 none; mechanism-specific steps */
+	char sasl_mech[16];
+	char sasl_user[320];
+	/* APPEND streaming */
+	store_delivery_t *append;
+	int append_streaming;
+	struct append_state *append_state; /* what preceded the literal */
+	uint64_t append_left;
+	int append_too_big;
+	/* SEARCHRES saved result (RFC 5182) */
+	uint32_t *saved;
+	size_t n_saved;
+	/* continuation of a long response (FETCH), run when output drains */
+	void (*cont)(struct imap_session *s);
+	void *cont_ctx;
+	int notify_pending;        /* a watcher fired: sync at the next chance */
+	int stopping;              /* server shutdown: close after the current command */
+};
+
+typedef void imap_cmd_fn(struct imap_session *s, struct imap_cmd *cmd);
+
+/* ---- output ---- */
+void imap_write(struct imap_session *s, const void *data, size_t len);
+void imap_printf(struct imap_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "* " + text + CRLF */
+void imap_untagged(struct imap_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* tag + " OK|NO|BAD " + text + CRLF; BAD counts towards max_errors. */
+void imap_tagged(struct imap_session *s, const char *tag, const char *status, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* An IMAP string: quoted when safe, else a literal. */
+void imap_write_string(struct imap_session *s, const char *str, size_t len);
+/* NIL for NULL. */
+void imap_write_nstring(struct imap_session *s, const char *str);
+/* Mailbox name (astring; modified UTF-7 is not used: UTF-8 names, RFC 9051). */
+void imap_write_mailbox(struct imap_session *s, const char *name);
+/* "(\Seen \Deleted kw1)" */
+void imap_write_flags(struct imap_session *s, uint32_t flags, const char *keywords, int recent);
+
+/* ---- arguments ---- */
+/* astring / string argument as a NUL-terminated string, or NULL. */
+const char *imap_arg_string(const struct imap_arg *a);
+const char *imap_arg_atom(const struct imap_arg *a);
+/* Parse a flag list or single flag: 0 ok, -1 bad (\Recent and unknown
+ * system flags are refused). keywords_r: malloc'd space-separated. */
+int imap_parse_flags(const struct imap_arg *a, uint32_t *flags_r, char **keywords_r);
+/* Resolve a sequence set argument against the view into a sorted uid
+ * array (malloc'd, may be empty). uid: the set is of UIDs. 0 ok, -1 bad. */
+int imap_seqset_uids(struct imap_session *s, const char *set, int uid, uint32_t **uids_r,
+		     size_t *n_r);
+/* Sequence number of uid in the view, 0 if absent. */
+uint32_t imap_seq_of_uid(const struct imap_mailbox *mb, uint32_t uid);
+
+/* ---- command completion ---- */
+/* Commands that handed work to another thread call imap_cmd_async before
+ * returning and imap_cmd_done when the reply has been written. */
+void imap_cmd_async(struct imap_session *s, struct imap_cmd *cmd);
+void imap_cmd_done(struct imap_session *s);
+/* Take a reference for a callback from another thread; the callback runs
+ * fn(session) on the worker unless the session is gone. */
+void imap_post(struct imap_handle *h, void (*fn)(struct imap_session *s, void *arg), void *arg);
+struct imap_handle *imap_handle_ref(struct imap_session *s);
+
+/* ---- mailbox view ---- */
+/* Select: load the view, watch for changes. 1 ok, 0 no such mailbox, -1 error. */
+int imap_mailbox_open(struct imap_session *s, const char *name, int readonly,
+		      struct store_mailbox_status *st);
+void imap_mailbox_close(struct imap_session *s);
+/* Bring the view up to date and tell the client: EXISTS/RECENT always,
+ * FETCH flag updates always, EXPUNGE only when allow_expunge (RFC 3501
+ * 7.4.1: never during FETCH, STORE, SEARCH). */
+void imap_mailbox_sync(struct imap_session *s, int allow_expunge);
+
+/* ---- commands ---- */
+imap_cmd_fn imap_cmd_capability, imap_cmd_noop, imap_cmd_logout, imap_cmd_id, imap_cmd_enable,
+	imap_cmd_starttls, imap_cmd_login, imap_cmd_authenticate, imap_cmd_select,
+	imap_cmd_examine, imap_cmd_create, imap_cmd_delete, imap_cmd_rename, imap_cmd_subscribe,
+	imap_cmd_unsubscribe, imap_cmd_list, imap_cmd_lsub, imap_cmd_namespace, imap_cmd_status,
+	imap_cmd_append, imap_cmd_check, imap_cmd_close, imap_cmd_unselect, imap_cmd_expunge,
+	imap_cmd_search, imap_cmd_fetch, imap_cmd_store, imap_cmd_copy, imap_cmd_move,
+	imap_cmd_idle;
+
+/* AUTHENTICATE / APPEND / IDLE continuation input (imap_cmd_auth.c etc.). */
+void imap_sasl_input(struct imap_session *s, const char *line, size_t len);
+void imap_idle_input(struct imap_session *s, const char *line, size_t len);
+void imap_append_state_free(struct append_state *st);
+/* Called when a streamed APPEND literal is complete. */
+void imap_append_literal_done(struct imap_session *s);
+/* The capability list for the current state (no tag, no "CAPABILITY"). */
+void imap_write_capabilities(struct imap_session *s);
+
+void imap_session_close(struct imap_session *s, const char *bye);
+
+#endif
