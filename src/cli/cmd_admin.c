@@ -90,8 +90,9 @@ int cli_domain(struct config *config, int argc, char **argv)
 /* ------------------------------------------------------------------ user */
 
 /* First line of stdin when it is not a terminal, else prompted twice
- * without echo. malloc'd; NULL on error (message printed). */
-static char *read_password(void)
+ * without echo. what names it in prompts and errors ("password").
+ * malloc'd; NULL on error (message printed). */
+static char *read_secret(const char *what, const char *prompt)
 {
 	char *line = NULL;
 	size_t cap = 0;
@@ -99,13 +100,13 @@ static char *read_password(void)
 		ssize_t n = getline(&line, &cap, stdin);
 		if (n <= 0) {
 			free(line);
-			cli_error("no password on stdin (give it as the first line)");
+			cli_error("no %s on stdin (give it as the first line)", what);
 			return NULL;
 		}
 		line[strcspn(line, "\r\n")] = '\0';
 		if (line[0] == '\0') {
 			free(line);
-			cli_error("the password is empty");
+			cli_error("the %s is empty", what);
 			return NULL;
 		}
 		return line;
@@ -116,29 +117,39 @@ static char *read_password(void)
 	noecho.c_lflag &= ~(tcflag_t)ECHO;
 	char *second = NULL;
 	size_t cap2 = 0;
-	fputs("Password: ", stderr);
+	fprintf(stderr, "%s: ", prompt);
 	tcsetattr(STDIN_FILENO, TCSAFLUSH, &noecho);
 	ssize_t n1 = getline(&line, &cap, stdin);
-	fputs("\nRepeat password: ", stderr);
+	fprintf(stderr, "\nRepeat %s: ", what);
 	ssize_t n2 = getline(&second, &cap2, stdin);
 	tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
 	fputc('\n', stderr);
 	if (n1 <= 0 || n2 <= 0) {
 		free(line);
 		free(second);
-		cli_error("no password given");
+		cli_error("no %s given", what);
 		return NULL;
 	}
 	line[strcspn(line, "\r\n")] = '\0';
 	second[strcspn(second, "\r\n")] = '\0';
 	int same = strcmp(line, second) == 0;
+	explicit_bzero(second, strlen(second));
 	free(second);
 	if (!same || line[0] == '\0') {
-		cli_error(same ? "the password is empty" : "the passwords differ");
+		if (same)
+			cli_error("the %s is empty", what);
+		else
+			cli_error("the %ss differ", what);
+		explicit_bzero(line, strlen(line));
 		free(line);
 		return NULL;
 	}
 	return line;
+}
+
+static char *read_password(void)
+{
+	return read_secret("password", "Password");
 }
 
 static char *hash_from_stdin(void)
@@ -163,9 +174,11 @@ int cli_user(struct config *config, int argc, char **argv)
 	const char *sub = argc > 0 ? argv[0] : "";
 	int list = strcmp(sub, "list") == 0;
 	int known = strcmp(sub, "add") == 0 || strcmp(sub, "del") == 0 ||
-		    strcmp(sub, "passwd") == 0;
-	if (!(list && argc <= 2) && !(known && argc == 2)) {
-		cli_error("usage: petrel user add|del|passwd ADDRESS | petrel user list [DOMAIN]");
+		    strcmp(sub, "passwd") == 0 || strcmp(sub, "apop") == 0;
+	int apop_off = strcmp(sub, "apop") == 0 && argc == 3 && strcmp(argv[2], "--off") == 0;
+	if (!(list && argc <= 2) && !(known && (argc == 2 || apop_off))) {
+		cli_error("usage: petrel user add|del|passwd ADDRESS | petrel user apop ADDRESS "
+			  "[--off] | petrel user list [DOMAIN]");
 		return EX_USAGE;
 	}
 	if (known && !valid_address(argv[1])) {
@@ -224,6 +237,29 @@ int cli_user(struct config *config, int argc, char **argv)
 			cli_error("user del: %s", err);
 			rc = EX_SOFTWARE;
 		}
+	} else if (strcmp(sub, "apop") == 0) {
+		/* Kept readable (APOP needs it), so never the login password. */
+		char *secret = apop_off ? NULL : read_secret("APOP secret", "APOP secret");
+		char *hash = NULL;
+		if (!apop_off && secret == NULL) {
+			rc = EX_DATAERR;
+		} else if (secret != NULL &&
+			   store_user_password_hash(store, argv[1], NULL, &hash, &err) == 1 &&
+			   password_verify(secret, hash)) {
+			cli_error("the APOP secret must not be the login password (it is stored "
+				  "readable)");
+			rc = EX_DATAERR;
+		} else {
+			if (store_user_set_apop(store, argv[1], secret, &err) < 0) {
+				cli_error("user apop: %s", err);
+				rc = EX_SOFTWARE;
+			}
+		}
+		if (secret != NULL) {
+			explicit_bzero(secret, strlen(secret));
+			free(secret);
+		}
+		free(hash);
 	} else {
 		char *hash = hash_from_stdin();
 		if (hash == NULL) {

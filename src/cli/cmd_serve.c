@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "mime/mime.h"
 #include "net/net.h"
+#include "pop3/pop3.h"
 #include "smtp/smtp.h"
 #include "store/store.h"
 #include "tls/tls.h"
@@ -120,6 +121,7 @@ int cli_serve(struct config *config, int argc, char **argv)
 
 	struct smtp_server smtp = { .config = config };
 	struct imap_server imap = { .config = config };
+	struct pop3_server pop3 = { .config = config };
 	net_server_t *srv = net_server_new(config->workers, config->limits.max_connections,
 					   config->limits.output_high, tls);
 	for (size_t i = 0; i < config->n_listens; i++) {
@@ -135,6 +137,11 @@ int cli_serve(struct config *config, int argc, char **argv)
 		case PROTO_IMAPS:
 			ops = &imap_proto_ops;
 			ctx = &imap;
+			break;
+		case PROTO_POP3:
+		case PROTO_POP3S:
+			ops = &pop3_proto_ops;
+			ctx = &pop3;
 			break;
 		default:
 			break; /* config_validate refused it */
@@ -171,8 +178,10 @@ int cli_serve(struct config *config, int argc, char **argv)
 	}
 	smtp.store = store;
 	imap.store = store;
+	pop3.store = store;
 	auth_pool_t *auth = auth_pool_new(store, 2);
 	imap.auth = auth;
+	pop3.auth = auth;
 	log_info("server", 0, "event=started hostname=%s data_dir=%s pid=%d", config->hostname,
 		 config->data_dir, (int)getpid());
 	int left = net_server_run(srv, SHUTDOWN_GRACE, on_hup, tls);

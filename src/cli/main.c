@@ -43,6 +43,8 @@ static void usage(FILE *out)
 	      "  domain list\n"
 	      "  user add|passwd ADDRESS        password from stdin's first line (or prompted)\n"
 	      "  user del ADDRESS\n"
+	      "  user apop ADDRESS [--off]      POP3 APOP secret from stdin's first line\n"
+	      "                                 (kept readable: not the password); --off removes it\n"
 	      "  user list [DOMAIN]\n"
 	      "  mail list ADDRESS [MAILBOX]    uid, size, internal date, subject\n"
 	      "  mail cat ADDRESS MAILBOX UID   the raw message as stored\n"

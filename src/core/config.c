@@ -21,7 +21,8 @@ const char *config_proto_name(enum listen_proto proto)
 
 int config_proto_implemented(enum listen_proto proto)
 {
-	return proto == PROTO_SMTP || proto == PROTO_IMAP || proto == PROTO_IMAPS;
+	return proto == PROTO_SMTP || proto == PROTO_IMAP || proto == PROTO_IMAPS ||
+	       proto == PROTO_POP3 || proto == PROTO_POP3S;
 }
 
 int config_proto_implicit_tls(enum listen_proto proto)
@@ -210,6 +211,13 @@ static int handler(void *user, const char *section, const char *name, const char
 				return fail(st, section, name, "'%s' is not an address user@domain", value);
 			return set_string(&c->postmaster, value);
 		}
+	} else if (strcmp(section, "pop3") == 0) {
+		if (strcmp(name, "allow_plaintext_auth") == 0) {
+			if (strcmp(value, "yes") != 0 && strcmp(value, "no") != 0)
+				return fail(st, section, name, "'%s' is not yes or no", value);
+			c->pop3_plaintext_auth = strcmp(value, "yes") == 0;
+			return 1;
+		}
 	} else if (strcmp(section, "listen") == 0) {
 		for (int p = 0; p < PROTO_COUNT; p++)
 			if (strcmp(name, proto_names[p]) == 0)
@@ -244,7 +252,7 @@ static int handler(void *user, const char *section, const char *name, const char
  * line a handler call belongs to (for listen entries), refuse lines longer
  * than inih's buffer (it would parse the rest as a new line), and check
  * section names here because inih reports sections only with their keys. */
-static const char *const sections[] = { "server", "tls", "smtp", "listen", "limits" };
+static const char *const sections[] = { "server", "tls", "smtp", "pop3", "listen", "limits" };
 
 static char *reader(char *str, int num, void *stream)
 {

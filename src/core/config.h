@@ -54,6 +54,9 @@ struct config {
 	char *tls_key;
 	/* [smtp] */
 	char *postmaster;            /* address postmaster@<local domain> delivers to */
+	/* [pop3] */
+	int pop3_plaintext_auth;     /* USER/PASS, AUTH PLAIN/LOGIN without TLS from
+					non-loopback peers (default no) */
 	/* [listen] */
 	struct listen_addr *listens;
 	size_t n_listens;

@@ -10,8 +10,10 @@
 /* Advertised only for what is complete (the tests check each). */
 void imap_write_capabilities(struct imap_session *s)
 {
-	imap_printf(s, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
-		       "CHILDREN SPECIAL-USE BINARY APPENDLIMIT=%llu",
+	imap_printf(s, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
+		       "CHILDREN SPECIAL-USE BINARY CONDSTORE QRESYNC ESEARCH SEARCHRES LIST-EXTENDED "
+		       "LIST-STATUS STATUS=SIZE UTF8=ACCEPT "
+		       "APPENDLIMIT=%llu",
 		    (unsigned long long)s->srv->config->limits.max_message_size);
 	if (s->state == IMAP_NOTAUTH) {
 		if (net_conn_tls_available(s->conn))
@@ -83,9 +85,45 @@ void imap_cmd_enable(struct imap_session *s, struct imap_cmd *cmd)
 		imap_tagged(s, cmd->tag, "BAD", "Syntax: ENABLE capability ...");
 		return;
 	}
-	/* RFC 5161: unknown capabilities are ignored; the ones we support for
-	 * ENABLE are none yet beyond what is always on, so the list is empty. */
-	imap_untagged(s, "ENABLED");
+	/* RFC 5161 3.1: unknown capabilities are ignored; ENABLED lists what
+	 * this command enabled (not what was on before). */
+	char enabled[128] = "";
+	for (size_t i = 0; i < cmd->n_args; i++) {
+		const char *cap = imap_arg_atom(&cmd->args[i]);
+		if (cap == NULL) {
+			imap_tagged(s, cmd->tag, "BAD", "Syntax: ENABLE capability ...");
+			return;
+		}
+	}
+	int had_condstore = s->condstore, had_qresync = s->qresync;
+	int listed_condstore = 0, listed_qresync = 0;
+	for (size_t i = 0; i < cmd->n_args; i++) {
+		const char *cap = imap_arg_atom(&cmd->args[i]);
+		if (strcasecmp(cap, "CONDSTORE") == 0 && !had_condstore && !listed_condstore) {
+			/* RFC 7162 3.1: a CONDSTORE enabling command */
+			imap_condstore_enable(s);
+			strcat(enabled, " CONDSTORE");
+			listed_condstore = 1;
+		} else if (strcasecmp(cap, "QRESYNC") == 0 && !had_qresync && !listed_qresync) {
+			/* RFC 7162 3.2.3: implies CONDSTORE; VANISHED from now on */
+			imap_condstore_enable(s);
+			s->qresync = 1;
+			strcat(enabled, " QRESYNC");
+			listed_qresync = 1;
+		} else if (strcasecmp(cap, "UTF8=ACCEPT") == 0 && !s->utf8_accept &&
+			   s->state == IMAP_AUTH) {
+			/* RFC 6855 3: only in the authenticated state; UTF-8 in
+			 * quoted strings from now on */
+			s->utf8_accept = 1;
+			strcat(enabled, " UTF8=ACCEPT");
+		} else if (strcasecmp(cap, "IMAP4rev2") == 0 && !s->rev2 && s->state == IMAP_AUTH) {
+			/* RFC 9051 6.3.1: IMAP4rev2 responses from now on (no
+			 * \Recent, ESEARCH, LIST in SELECT, UTF-8 strings) */
+			s->rev2 = 1;
+			strcat(enabled, " IMAP4rev2");
+		}
+	}
+	imap_untagged(s, "ENABLED%s", enabled);
 	imap_tagged(s, cmd->tag, "OK", "ENABLE completed");
 }
 

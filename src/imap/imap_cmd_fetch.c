@@ -35,6 +35,7 @@ struct fetch_msg {
 	int64_t internaldate;
 	uint64_t size;
 	int64_t blob_id;
+	uint64_t modseq;
 };
 
 /* What one item of the current message writes after its name. */
@@ -287,7 +288,7 @@ static int msg_prepare(struct fetch_state *st, const struct fetch_msg *m)
 
 static int recent(struct imap_session *s, uint32_t uid)
 {
-	return !s->rev2 && uid >= s->sel->first_recent_uid;
+	return !s->rev2 && imap_is_recent(s->sel, uid);
 }
 
 /* Stream the pending literal: 1 when suspended (output full), 0 done. */
@@ -348,6 +349,9 @@ static void write_item(struct imap_session *s, struct fetch_state *st, const str
 	}
 	case FETCH_RFC822_SIZE:
 		imap_printf(s, "RFC822.SIZE %llu", (unsigned long long)m->size);
+		break;
+	case FETCH_MODSEQ:
+		imap_printf(s, "MODSEQ (%llu)", (unsigned long long)m->modseq);
 		break;
 	case FETCH_ENVELOPE:
 		imap_write(s, "ENVELOPE ", 9);
@@ -496,10 +500,16 @@ static void seen_done(struct imap_session *s, void *arg)
 		if (m == NULL || !m->found)
 			continue;
 		m->flags = st->changed[i].flags;
+		m->modseq = st->changed[i].modseq;
 		free(m->keywords);
 		m->keywords = st->changed_kw[i];
 		st->changed_kw[i] = NULL;
 		m->flags_changed = 1;
+	}
+	if (st->n_changed > 0 && s->sel != NULL) {
+		/* our own change, reported by this FETCH: the sync skips it */
+		s->notify_pending = 1;
+		s->sel->own_modseq = st->changed[0].modseq;
 	}
 	fetch_run(s, st);
 }
@@ -548,6 +558,7 @@ static void scan_cb(void *ctx, const struct store_msg *sm)
 	m->internaldate = sm->internaldate;
 	m->size = sm->size;
 	m->blob_id = sm->blob_id;
+	m->modseq = sm->modseq;
 }
 
 /* RFC 3516: a part whose encoding cannot be undone fails the whole request,
@@ -615,13 +626,137 @@ static int seqset_in_range(const char *str, uint32_t n)
 	return ok;
 }
 
+/* FETCH modifiers (RFC 4466 2.4): CHANGEDSINCE (RFC 7162 3.1.4.1) and,
+ * for UID FETCH after ENABLE QRESYNC, VANISHED (3.2.6). NULL or a reason. */
+static const char *parse_modifiers(struct imap_session *s, struct imap_cmd *cmd,
+				   const struct imap_arg *a, uint64_t *changedsince_r,
+				   int *changedsince_given_r, int *vanished_r)
+{
+	if (a->type != IMAP_ARG_LIST || a->list_count == 0)
+		return "Syntax: FETCH set items (modifiers)";
+	for (size_t i = 0; i < a->list_count; i++) {
+		const char *name = imap_arg_atom(&a->list[i]);
+		if (name != NULL && strcasecmp(name, "CHANGEDSINCE") == 0 && !*changedsince_given_r) {
+			const char *num = i + 1 < a->list_count && a->list[i + 1].type == IMAP_ARG_ATOM
+						  ? a->list[++i].str
+						  : NULL;
+			uint64_t v = 0;
+			if (num == NULL || *num == '\0' || strlen(num) > 19)
+				return "CHANGEDSINCE needs a mod-sequence";
+			for (const char *p = num; *p != '\0'; p++) {
+				if (*p < '0' || *p > '9')
+					return "CHANGEDSINCE needs a mod-sequence";
+				v = v * 10 + (uint64_t)(*p - '0');
+			}
+			if (v > INT64_MAX)
+				return "CHANGEDSINCE needs a mod-sequence";
+			*changedsince_r = v;
+			*changedsince_given_r = 1;
+		} else if (name != NULL && strcasecmp(name, "VANISHED") == 0 && !*vanished_r) {
+			if (!cmd->uid)
+				return "VANISHED is only for UID FETCH";
+			if (!s->qresync)
+				return "VANISHED needs ENABLE QRESYNC";
+			*vanished_r = 1;
+		} else {
+			return "Unknown FETCH modifier";
+		}
+	}
+	if (*vanished_r && !*changedsince_given_r)
+		return "VANISHED needs CHANGEDSINCE";
+	return NULL;
+}
+
+struct vanished_ctx {
+	struct imap_session *s;
+	struct imap_seqset set;
+	uint32_t *uids;
+	size_t n, cap;
+	int oom;
+};
+
+static void vanished_cb(void *ctx, uint32_t uid, uint64_t modseq)
+{
+	struct vanished_ctx *vc = ctx;
+	(void)modseq;
+	/* one still in the view goes out as a plain VANISHED when the sync
+	 * at the end of the command removes it */
+	if (!imap_seqset_contains(&vc->set, uid) || imap_seq_of_uid(vc->s->sel, uid) != 0)
+		return;
+	if (vc->n == vc->cap) {
+		size_t c = vc->cap ? vc->cap * 2 : 64;
+		uint32_t *u = realloc(vc->uids, c * sizeof(*u));
+		if (u == NULL) {
+			vc->oom = 1;
+			return;
+		}
+		vc->uids = u;
+		vc->cap = c;
+	}
+	vc->uids[vc->n++] = uid;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* UID FETCH ... (CHANGEDSINCE m VANISHED): VANISHED (EARLIER) for uids of
+ * the set expunged after m (RFC 7162 3.2.6). 0, -1 on a store error. */
+static int write_vanished_earlier(struct imap_session *s, const char *setstr, uint64_t since)
+{
+	struct vanished_ctx vc = { .s = s };
+	struct imap_mailbox *mb = s->sel;
+	if (strcmp(setstr, "$") == 0) {
+		/* the saved result (RFC 5182), kept in ascending order */
+		if (s->n_saved == 0)
+			return 0;
+		char *str = imap_seqset_format(s->saved, s->n_saved);
+		int r = str == NULL ? -1 : imap_seqset_parse(str, 0, &vc.set);
+		free(str);
+		if (r < 0)
+			return -1;
+	} else if (imap_seqset_parse(setstr, 0, &vc.set) < 0) {
+		return -1;
+	}
+	/* "*" is the highest UID the session knows of, expunged or not */
+	uint32_t max = mb->uidnext > 1 ? mb->uidnext - 1 : 0;
+	if (mb->n > 0 && mb->uids[mb->n - 1] > max)
+		max = mb->uids[mb->n - 1];
+	imap_seqset_resolve(&vc.set, max);
+	const char *err;
+	int r = store_msg_changes(s->srv->store, mb->id, since, NULL, vanished_cb, &vc, &err);
+	if (r < 0)
+		log_error("imap", s->id, "event=store-error error=\"%s\"", err);
+	if (r == 0 && !vc.oom) {
+		if (vc.n > 1)
+			qsort(vc.uids, vc.n, sizeof(*vc.uids), cmp_u32);
+		imap_write_vanished(s, 1, vc.uids, vc.n);
+	}
+	imap_seqset_free(&vc.set);
+	free(vc.uids);
+	return r == 0 && !vc.oom ? 0 : -1;
+}
+
 void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *cmd)
 {
-	const char *setstr = cmd->n_args == 2 ? imap_arg_atom(&cmd->args[0]) : NULL;
+	const char *setstr = cmd->n_args == 2 || cmd->n_args == 3 ? imap_arg_atom(&cmd->args[0])
+								    : NULL;
 	if (setstr == NULL || cmd->args[0].type != IMAP_ARG_ATOM) {
-		imap_tagged(s, cmd->tag, "BAD", "Syntax: %sFETCH sequence-set items",
+		imap_tagged(s, cmd->tag, "BAD", "Syntax: %sFETCH sequence-set items [(modifiers)]",
 			    cmd->uid ? "UID " : "");
 		return;
+	}
+	uint64_t changedsince = 0;
+	int changedsince_given = 0, vanished = 0;
+	if (cmd->n_args == 3) {
+		const char *why = parse_modifiers(s, cmd, &cmd->args[2], &changedsince,
+						  &changedsince_given, &vanished);
+		if (why != NULL) {
+			imap_tagged(s, cmd->tag, "BAD", "%s", why);
+			return;
+		}
 	}
 	struct fetch_state *st = calloc(1, sizeof(*st));
 	if (st == NULL) {
@@ -637,24 +772,17 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *cmd)
 		imap_tagged(s, cmd->tag, "BAD", "%s", err);
 		return;
 	}
-	if (cmd->uid && !st->items.has_uid) {
-		/* RFC 3501 6.4.8: UID FETCH answers always carry UID (first) */
-		struct fetch_items uid_only;
-		static const struct imap_arg uid_arg = { .type = IMAP_ARG_ATOM, .str = "UID", .len = 3 };
-		struct fetch_item *v;
-		if (imap_fetch_items_parse(&uid_arg, &uid_only, &err) < 0 ||
-		    (v = realloc(st->items.v, (st->items.n + 1) * sizeof(*v))) == NULL) {
-			imap_fetch_items_free(&uid_only);
-			state_free(st);
-			imap_tagged(s, cmd->tag, "NO", "[SERVERBUG] Out of memory");
-			return;
-		}
-		memmove(v + 1, v, st->items.n * sizeof(*v));
-		v[0] = uid_only.v[0];
-		free(uid_only.v);
-		st->items.v = v;
-		st->items.n++;
-		st->items.has_uid = 1;
+	/* RFC 3501 6.4.8: UID FETCH answers always carry UID (first).
+	 * RFC 7162: CHANGEDSINCE implies MODSEQ (3.1.4.1); once CONDSTORE is
+	 * on, a FETCH that sets \Seen reports UID and MODSEQ too (3.2.4). */
+	int seen_report = (s->condstore || st->items.has_modseq || changedsince_given) &&
+			  st->items.sets_seen && !s->sel->readonly;
+	if (((cmd->uid || seen_report) && imap_fetch_items_add(&st->items, "UID", 1) < 0) ||
+	    ((changedsince_given || seen_report) &&
+	     imap_fetch_items_add(&st->items, "MODSEQ", 0) < 0)) {
+		state_free(st);
+		imap_tagged(s, cmd->tag, "NO", "[SERVERBUG] Out of memory");
+		return;
 	}
 	uint32_t *uids = NULL;
 	size_t n = 0;
@@ -665,6 +793,8 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *cmd)
 		imap_tagged(s, cmd->tag, "BAD", "Invalid sequence set");
 		return;
 	}
+	if (st->items.has_modseq)
+		imap_condstore_enable(s); /* RFC 7162 3.1: an enabling command */
 	st->msgs = calloc(n ? n : 1, sizeof(*st->msgs));
 	st->data = calloc(st->items.n, sizeof(*st->data));
 	st->buf = malloc(FETCH_CHUNK);
@@ -682,6 +812,24 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *cmd)
 	if (st->n_msgs > 0 &&
 	    store_msg_scan(st->store, s->sel->id, st->msgs[0].uid, scan_cb, st, &err) < 0) {
 		log_error("imap", s->id, "event=store-error error=\"%s\"", err);
+		state_free(st);
+		imap_tagged(s, cmd->tag, "NO", "[SERVERBUG] Cannot read the mailbox");
+		return;
+	}
+	if (changedsince_given) {
+		/* only the messages changed since (RFC 7162 3.1.4.1); those
+		 * gone meanwhile stay, to be reported as before */
+		size_t w = 0;
+		for (size_t i = 0; i < st->n_msgs; i++) {
+			if (st->msgs[i].found && st->msgs[i].modseq <= changedsince) {
+				free(st->msgs[i].keywords);
+				continue;
+			}
+			st->msgs[w++] = st->msgs[i];
+		}
+		st->n_msgs = w;
+	}
+	if (vanished && write_vanished_earlier(s, setstr, changedsince) < 0) {
 		state_free(st);
 		imap_tagged(s, cmd->tag, "NO", "[SERVERBUG] Cannot read the mailbox");
 		return;

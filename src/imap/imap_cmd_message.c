@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 /* A copy of what a store result says, handed to the session's thread. */
 struct op_copy {
@@ -42,6 +43,12 @@ static void op_copy_free(struct op_copy *oc)
 	free(oc);
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
 static uint32_t *dup_u32(const uint32_t *a, size_t n)
 {
 	uint32_t *r = malloc((n ? n : 1) * sizeof(*r));
@@ -55,8 +62,11 @@ static void op_finish(struct imap_session *s, void *arg)
 	struct op_copy *oc = arg;
 	if (s != NULL) {
 		s->notify_pending = 1; /* our own change: pick it up now */
-		if (s->sel != NULL && oc->status == 0)
-			s->sel->own_modseq = oc->highestmodseq; /* reported by the command */
+		/* flag changes are reported by the command itself: the sync
+		 * skips that modseq (only a flag step's own, never the
+		 * mailbox's, which may be another session's change) */
+		if (s->sel != NULL && oc->status == 0 && oc->n_changed > 0)
+			s->sel->own_modseq = oc->changed[0].modseq;
 		oc->finish(s, oc);
 		imap_cmd_done(s);
 	}
@@ -125,6 +135,7 @@ static const char *op_error(enum store_op_error code)
 
 struct append_state {
 	int valid;
+	int utf8;        /* UTF8 (~{n}) data extension (RFC 6855 4) */
 	char tag[128];
 	int64_t mailbox_id;
 	uint32_t uidvalidity;
@@ -167,13 +178,76 @@ static int parse_date_time(const char *str, time_t *out)
 
 static void append_commit(struct imap_session *s, struct imap_cmd *cmd, struct append_state *st);
 
+/* Whether the header of a streamed message (up to the empty line) has
+ * octets above 0x7f: 1 yes, 0 no, -1 cannot read it. */
+static int header_has_8bit(store_delivery_t *d)
+{
+	const char *data;
+	size_t len;
+	int fd;
+	if (store_delivery_content(d, &data, &len, &fd) < 0)
+		return -1;
+	char buf[16384];
+	int nl = 0; /* line ends seen in a row (CR ignored) */
+	for (size_t off = 0; off < len;) {
+		const char *p;
+		size_t n = len - off < sizeof(buf) ? len - off : sizeof(buf);
+		if (fd < 0) {
+			p = data + off;
+		} else {
+			ssize_t got = pread(fd, buf, n, (off_t)off);
+			if (got <= 0)
+				return -1;
+			n = (size_t)got;
+			p = buf;
+		}
+		for (size_t i = 0; i < n; i++) {
+			unsigned char c = (unsigned char)p[i];
+			if (c == '\n') {
+				if (++nl == 2)
+					return 0;
+			} else if (c != '\r') {
+				nl = 0;
+				if (c >= 0x80)
+					return 1;
+			}
+		}
+		off += n;
+	}
+	return 0;
+}
+
+/* What follows the message: nothing, or for UTF8 the ")" closing its
+ * list around a literal8 (RFC 6855 4: utf8-literal = "UTF8" SP "(" literal8
+ * ")"). */
+static int append_tail_ok(const struct imap_cmd *cmd, const struct append_state *st)
+{
+	size_t n = cmd->n_args;
+	const struct imap_arg *a = cmd->args;
+	if (!st->utf8)
+		return n >= 2 && a[n - 1].type == IMAP_ARG_STREAMED;
+	return n >= 3 && a[n - 1].type == IMAP_ARG_LIST && a[n - 1].list_count == 1 &&
+	       a[n - 1].list[0].type == IMAP_ARG_STREAMED && a[n - 1].list[0].literal8;
+}
+
 void imap_cmd_append(struct imap_session *s, struct imap_cmd *cmd)
 {
 	/* Reached when the command is complete: the literal was streamed into
 	 * s->append by the session and imap_append_literal_done ran. */
 	struct append_state *st = s->append_state;
 	s->append_state = NULL;
-	if (st != NULL && s->append != NULL && st->mailbox_id != 0) {
+	if (st != NULL && !append_tail_ok(cmd, st))
+		st->valid = 0;
+	int bad8 = 0;
+	if (st != NULL && st->valid && s->append != NULL && st->mailbox_id != 0 &&
+	    !s->utf8_accept && !s->rev2)
+		bad8 = header_has_8bit(s->append);
+	if (bad8 != 0) {
+		/* RFC 6855 4: 8-bit header fields only after ENABLE UTF8=ACCEPT */
+		imap_tagged(s, cmd->tag, "NO", "%s",
+			    bad8 > 0 ? "[CANNOT] 8-bit octets in the header need ENABLE UTF8=ACCEPT"
+				     : "[SERVERBUG] Cannot read the message");
+	} else if (st != NULL && st->valid && s->append != NULL && st->mailbox_id != 0) {
 		append_commit(s, cmd, st);
 	} else if (s->append_too_big) {
 		imap_tagged(s, cmd->tag, "NO", "[TOOBIG] Message too big");
@@ -182,7 +256,8 @@ void imap_cmd_append(struct imap_session *s, struct imap_cmd *cmd)
 	} else if (st != NULL && st->valid) {
 		imap_tagged(s, cmd->tag, "NO", "[SERVERBUG] Cannot store the message");
 	} else {
-		imap_tagged(s, cmd->tag, "BAD", "Syntax: APPEND mailbox [(flags)] [date-time] literal");
+		imap_tagged(s, cmd->tag, "BAD",
+			    "Syntax: APPEND mailbox [(flags)] [date-time] (literal | UTF8 (~literal))");
 	}
 	s->append_too_big = 0;
 	store_delivery_abort(s->append);
@@ -207,7 +282,13 @@ void imap_append_literal_done(struct imap_session *s)
 	struct append_state *st = calloc(1, sizeof(*st));
 	snprintf(st->tag, sizeof(st->tag), "%s", imap_parser_tag(s->parser));
 	st->date = time(NULL);
-	int ok = n >= 2 && args[n - 1].type == IMAP_ARG_STREAMED && imap_arg_string(&args[0]) != NULL;
+	/* the literal is the last argument so far; within "UTF8 (" the list
+	 * is still open, so UTF8 is */
+	int ok = n >= 2 && imap_arg_string(&args[0]) != NULL;
+	if (ok && args[n - 1].type == IMAP_ARG_ATOM && strcasecmp(args[n - 1].str, "UTF8") == 0)
+		st->utf8 = 1;
+	else if (!ok || args[n - 1].type != IMAP_ARG_STREAMED)
+		ok = 0;
 	size_t i = 1;
 	if (ok && i < n - 1 && args[i].type == IMAP_ARG_LIST) {
 		if (imap_parse_flags(&args[i], &st->flags, &st->keywords) < 0)
@@ -322,7 +403,12 @@ static void expunge_finish(struct imap_session *s, struct op_copy *oc)
 		return;
 	}
 	imap_mailbox_sync(s, 1);
-	imap_tagged(s, s->cur.tag, "OK", "EXPUNGE completed");
+	/* RFC 7162 3.2.7, 3.2.9: with QRESYNC the new HIGHESTMODSEQ */
+	if (s->qresync && s->sel != NULL)
+		imap_tagged(s, s->cur.tag, "OK", "[HIGHESTMODSEQ %llu] EXPUNGE completed",
+			    (unsigned long long)imap_mailbox_highestmodseq(s->sel));
+	else
+		imap_tagged(s, s->cur.tag, "OK", "EXPUNGE completed");
 }
 
 /* uids of \Deleted messages in the view (optionally within a uid set) */
@@ -439,6 +525,33 @@ void imap_cmd_expunge(struct imap_session *s, struct imap_cmd *cmd)
 
 /* ------------------------------------------------------------------- STORE */
 
+/* "[MODIFIED set]" (RFC 7162 3.1.3): message numbers, or UIDs for UID
+ * STORE; "" when none. malloc'd, NULL when out of memory. */
+static char *modified_code(struct imap_session *s, const uint32_t *uids, size_t n, int uid)
+{
+	if (n == 0)
+		return strdup("");
+	uint32_t *v = malloc(n * sizeof(*v));
+	if (v == NULL)
+		return NULL;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t x = uid ? uids[i] : imap_seq_of_uid(s->sel, uids[i]);
+		if (x != 0)
+			v[k++] = x;
+	}
+	qsort(v, k, sizeof(*v), cmp_u32);
+	char *set = imap_seqset_format(v, k);
+	free(v);
+	if (set == NULL || k == 0)
+		return set;
+	char *code = malloc(strlen(set) + 16);
+	if (code != NULL)
+		sprintf(code, "[MODIFIED %s] ", set);
+	free(set);
+	return code;
+}
+
 static void store_finish(struct imap_session *s, struct op_copy *oc)
 {
 	if (oc->status != 0) {
@@ -446,31 +559,69 @@ static void store_finish(struct imap_session *s, struct op_copy *oc)
 		return;
 	}
 	struct imap_mailbox *mb = s->sel;
-	if (!oc->flags_silent) {
-		for (size_t i = 0; i < oc->n_changed; i++) {
-			const struct store_msg *m = &oc->changed[i];
-			uint32_t seq = imap_seq_of_uid(mb, m->uid);
-			if (seq == 0)
-				continue;
-			imap_printf(s, "* %u FETCH (", seq);
-			if (s->cur.uid)
-				imap_printf(s, "UID %u ", m->uid);
+	for (size_t i = 0; i < oc->n_changed; i++) {
+		const struct store_msg *m = &oc->changed[i];
+		uint32_t seq = imap_seq_of_uid(mb, m->uid);
+		if (seq == 0)
+			continue;
+		/* RFC 7162 3.1.3: with CONDSTORE the new MODSEQ goes out even
+		 * for .SILENT; 3.2.4: with UID */
+		if (oc->flags_silent && !s->condstore)
+			continue;
+		imap_printf(s, "* %u FETCH (", seq);
+		if (s->cur.uid || s->condstore)
+			imap_printf(s, "UID %u ", m->uid);
+		if (!oc->flags_silent) {
 			imap_printf(s, "FLAGS ");
-			imap_write_flags(s, m->flags, oc->changed_kw[i], m->uid >= mb->first_recent_uid);
-			imap_write(s, ")\r\n", 3);
+			imap_write_flags(s, m->flags, oc->changed_kw[i],
+					 !s->rev2 && imap_is_recent(mb, m->uid));
 		}
+		if (s->condstore)
+			imap_printf(s, "%sMODSEQ (%llu)", oc->flags_silent ? "" : " ",
+				    (unsigned long long)m->modseq);
+		imap_write(s, ")\r\n", 3);
 	}
+	char *code = modified_code(s, oc->modified, oc->n_modified, s->cur.uid);
 	imap_mailbox_sync(s, s->cur.uid);
-	imap_tagged(s, s->cur.tag, "OK", "STORE completed");
+	imap_tagged(s, s->cur.tag, "OK", "%sSTORE completed", code != NULL ? code : "");
+	free(code);
 }
 
 void imap_cmd_store(struct imap_session *s, struct imap_cmd *cmd)
 {
-	const char *set = cmd->n_args == 3 ? imap_arg_atom(&cmd->args[0]) : NULL;
-	const char *what = cmd->n_args == 3 ? imap_arg_atom(&cmd->args[1]) : NULL;
+	/* STORE set [(store-modifiers)] item value (RFC 4466 2.5) */
+	int has_mod = cmd->n_args == 4;
+	const char *set = cmd->n_args == 3 || has_mod ? imap_arg_atom(&cmd->args[0]) : NULL;
+	const char *what = set != NULL ? imap_arg_atom(&cmd->args[1 + has_mod]) : NULL;
 	if (set == NULL || what == NULL) {
-		imap_tagged(s, cmd->tag, "BAD", "Syntax: STORE set (+|-)FLAGS[.SILENT] (flags)");
+		imap_tagged(s, cmd->tag, "BAD",
+			    "Syntax: STORE set [(UNCHANGEDSINCE n)] (+|-)FLAGS[.SILENT] (flags)");
 		return;
+	}
+	/* UNCHANGEDSINCE (RFC 7162 3.1.3), the only modifier, at most once */
+	int conditional = 0;
+	uint64_t unchangedsince = 0;
+	if (has_mod) {
+		const struct imap_arg *m = &cmd->args[1];
+		const char *name = m->type == IMAP_ARG_LIST && m->list_count == 2
+					   ? imap_arg_atom(&m->list[0])
+					   : NULL;
+		const char *num = name != NULL ? imap_arg_atom(&m->list[1]) : NULL;
+		uint64_t v = 0;
+		int ok = name != NULL && num != NULL && strcasecmp(name, "UNCHANGEDSINCE") == 0 &&
+			 m->list[1].type == IMAP_ARG_ATOM && *num != '\0' && strlen(num) <= 19;
+		for (const char *p = num; ok && *p != '\0'; p++) {
+			if (*p < '0' || *p > '9')
+				ok = 0;
+			else
+				v = v * 10 + (uint64_t)(*p - '0');
+		}
+		if (!ok || v > INT64_MAX) {
+			imap_tagged(s, cmd->tag, "BAD", "Syntax: STORE modifier (UNCHANGEDSINCE mod-sequence)");
+			return;
+		}
+		conditional = 1;
+		unchangedsince = v;
 	}
 	enum store_flags_mode mode = STORE_FLAGS_SET;
 	const char *w = what;
@@ -489,7 +640,7 @@ void imap_cmd_store(struct imap_session *s, struct imap_cmd *cmd)
 	}
 	uint32_t flags;
 	char *kw;
-	if (imap_parse_flags(&cmd->args[2], &flags, &kw) < 0) {
+	if (imap_parse_flags(&cmd->args[2 + has_mod], &flags, &kw) < 0) {
 		imap_tagged(s, cmd->tag, "BAD", "Invalid flags");
 		return;
 	}
@@ -506,15 +657,21 @@ void imap_cmd_store(struct imap_session *s, struct imap_cmd *cmd)
 		imap_tagged(s, cmd->tag, "NO", "[READ-ONLY] Mailbox is read-only");
 		return;
 	}
-	if (n == 0) {
+	if (conditional)
+		imap_condstore_enable(s);
+	if (n == 0 || (conditional && unchangedsince == 0)) {
+		/* UNCHANGEDSINCE 0 fails for every message (RFC 7162 3.1.3,
+		 * example 7: a system flag always exists) */
+		char *code = conditional ? modified_code(s, uids, n, cmd->uid) : NULL;
 		free(kw);
 		free(uids);
 		imap_mailbox_sync(s, cmd->uid);
-		imap_tagged(s, cmd->tag, "OK", "STORE completed");
+		imap_tagged(s, cmd->tag, "OK", "%sSTORE completed", code != NULL ? code : "");
+		free(code);
 		return;
 	}
 	store_op_t *op = store_op_new(s->srv->store);
-	store_op_flags(op, s->sel->id, uids, n, mode, flags, kw, 0);
+	store_op_flags(op, s->sel->id, uids, n, mode, flags, kw, unchangedsince);
 	free(kw);
 	free(uids);
 	submit(s, cmd, op, store_finish, (uint32_t)silent);

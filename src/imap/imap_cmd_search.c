@@ -61,6 +61,7 @@ enum skey_kind {
 	SK_HEADER,
 	SK_BODY,
 	SK_TEXT,
+	SK_MODSEQ,   /* RFC 7162 3.1.5: modseq >= num */
 };
 
 enum { COST_META, COST_CACHE, COST_HEADER, COST_BODY };
@@ -97,11 +98,18 @@ static void skey_free(struct skey *k)
 
 /* ------------------------------------------------------------------ parse */
 
+/* What the whole program uses, for the response and the 7.4.1 rules. */
+struct search_info {
+	int modseq;   /* a MODSEQ key: the result carries (MODSEQ n) */
+	int seqnums;  /* message numbers in a key: no EXPUNGE/VANISHED now */
+};
+
 struct parse_ctx {
 	struct imap_session *s;
 	const struct imap_arg *args;
 	size_t n, i;
 	const char *error;
+	struct search_info *info;
 };
 
 static const struct imap_arg *next_arg(struct parse_ctx *pc)
@@ -158,6 +166,8 @@ static int take_set(struct parse_ctx *pc, const char *str, int uid, struct skey 
 		pc->error = "Invalid sequence set";
 		return -1;
 	}
+	if (!uid && strcmp(str, "$") != 0)
+		pc->info->seqnums = 1;
 	k->kind = SK_UIDS;
 	return 0;
 }
@@ -181,7 +191,7 @@ static int parse_key(struct parse_ctx *pc, struct skey *k, unsigned depth);
 static int parse_group(struct parse_ctx *pc, const struct imap_arg *args, size_t n, struct skey *k,
 		       unsigned depth)
 {
-	struct parse_ctx sub = { pc->s, args, n, 0, NULL };
+	struct parse_ctx sub = { pc->s, args, n, 0, NULL, pc->info };
 	k->kind = SK_AND;
 	while (sub.i < sub.n) {
 		struct skey *kids = realloc(k->kids, (k->n_kids + 1) * sizeof(*kids));
@@ -343,6 +353,29 @@ static int parse_key(struct parse_ctx *pc, struct skey *k, unsigned depth)
 	}
 	if (strcasecmp(key, "UID") == 0)
 		return take_set(pc, imap_arg_atom(next_arg(pc)), 1, k);
+	if (strcasecmp(key, "MODSEQ") == 0) {
+		/* MODSEQ [entry-name entry-type-req] mod-sequence-valzer: one
+		 * modseq per message here, so the entry is checked and ignored */
+		const struct imap_arg *a2 = pc->i < pc->n ? &pc->args[pc->i] : NULL;
+		if (a2 != NULL && a2->type != IMAP_ARG_ATOM) {
+			const char *entry = imap_arg_string(next_arg(pc));
+			const char *type = imap_arg_atom(next_arg(pc));
+			if (entry == NULL || strncasecmp(entry, "/flags/", 7) != 0 || entry[7] == '\0' ||
+			    type == NULL ||
+			    (strcasecmp(type, "priv") != 0 && strcasecmp(type, "shared") != 0 &&
+			     strcasecmp(type, "all") != 0)) {
+				pc->error = "Syntax: MODSEQ [\"/flags/name\" priv|shared|all] mod-sequence";
+				return -1;
+			}
+		}
+		k->kind = SK_MODSEQ;
+		if (take_number(pc, k) < 0 || k->num > INT64_MAX) {
+			pc->error = "Invalid mod-sequence";
+			return -1;
+		}
+		pc->info->modseq = 1;
+		return 0;
+	}
 	if (strcasecmp(key, "NOT") == 0) {
 		k->kind = SK_NOT;
 		k->kids = calloc(1, sizeof(*k->kids));
@@ -386,6 +419,7 @@ struct search_msg {
 	int64_t internaldate;
 	uint64_t size;
 	int64_t blob_id;
+	uint64_t modseq;
 };
 
 struct eval_ctx {
@@ -743,9 +777,11 @@ static int eval(struct eval_ctx *ec, const struct skey *k)
 	case SK_KEYWORD:
 		return has_keyword(m->keywords, k->str, k->len) == k->want;
 	case SK_RECENT:
-		return m->uid >= ec->s->sel->first_recent_uid;
+		return imap_is_recent(ec->s->sel, m->uid);
 	case SK_NEW:
-		return m->uid >= ec->s->sel->first_recent_uid && !(m->flags & STORE_FLAG_SEEN);
+		return imap_is_recent(ec->s->sel, m->uid) && !(m->flags & STORE_FLAG_SEEN);
+	case SK_MODSEQ:
+		return m->modseq >= k->num;
 	case SK_LARGER:
 		return m->size > k->num;
 	case SK_SMALLER:
@@ -798,27 +834,34 @@ static int eval(struct eval_ctx *ec, const struct skey *k)
 
 /* ---------------------------------------------------------------- command */
 
+struct search_hit {
+	uint32_t uid;
+	uint64_t modseq;
+};
+
 struct search_state {
 	struct imap_session *s;
 	struct skey *prog;
-	uint32_t *match;       /* uids decided in the first pass */
+	struct search_hit *match;   /* decided in the first pass */
 	size_t n_match, cap_match;
-	struct search_msg *later; /* undecided: evaluated after the scan */
+	struct search_msg *later;   /* undecided: evaluated after the scan */
 	size_t n_later, cap_later;
 	int oom;
 };
 
-static int push_u32(uint32_t **a, size_t *n, size_t *cap, uint32_t v)
+static int push_hit(struct search_hit **a, size_t *n, size_t *cap, uint32_t uid, uint64_t modseq)
 {
 	if (*n == *cap) {
 		size_t c = *cap ? *cap * 2 : 64;
-		uint32_t *na = realloc(*a, c * sizeof(*na));
+		struct search_hit *na = realloc(*a, c * sizeof(*na));
 		if (na == NULL)
 			return -1;
 		*a = na;
 		*cap = c;
 	}
-	(*a)[(*n)++] = v;
+	(*a)[*n].uid = uid;
+	(*a)[*n].modseq = modseq;
+	(*n)++;
 	return 0;
 }
 
@@ -827,12 +870,13 @@ static void scan_cb(void *ctx, const struct store_msg *sm)
 	struct search_state *ss = ctx;
 	if (imap_seq_of_uid(ss->s->sel, sm->uid) == 0)
 		return; /* not in this session's view (yet) */
-	struct search_msg m = { sm->uid, sm->flags, (char *)(sm->keywords ? sm->keywords : ""),
-				sm->internaldate, sm->size, sm->blob_id };
+	struct search_msg m = { sm->uid,     sm->flags,	  (char *)(sm->keywords ? sm->keywords : ""),
+				sm->internaldate, sm->size, sm->blob_id,
+				sm->modseq };
 	struct eval_ctx ec = { .s = ss->s, .m = &m, .full = 0 };
 	int r = eval(&ec, ss->prog);
 	if (r == 1) {
-		if (push_u32(&ss->match, &ss->n_match, &ss->cap_match, sm->uid) < 0)
+		if (push_hit(&ss->match, &ss->n_match, &ss->cap_match, sm->uid, sm->modseq) < 0)
 			ss->oom = 1;
 	} else if (r < 0) {
 		if (ss->n_later == ss->cap_later) {
@@ -854,38 +898,178 @@ static void scan_cb(void *ctx, const struct store_msg *sm)
 	}
 }
 
-static void write_results(struct imap_session *s, int uid, const uint32_t *a, size_t na,
-			  const uint32_t *b, size_t nb)
+/* The numbers a result is given in: UIDs or message numbers. */
+static uint32_t hit_number(struct imap_session *s, int uid, const struct search_hit *h)
+{
+	return uid ? h->uid : imap_seq_of_uid(s->sel, h->uid);
+}
+
+/* "* SEARCH n n n[ (MODSEQ m)]" (RFC 3501 7.2.5, RFC 7162 3.1.6) */
+static void write_search(struct imap_session *s, int uid, const struct search_hit *hits, size_t n,
+			 int with_modseq)
 {
 	char buf[4096];
 	size_t o = 0;
+	uint64_t modseq = 0;
 	o += (size_t)snprintf(buf, sizeof(buf), "* SEARCH");
-	size_t i = 0, k = 0;
-	while (i < na || k < nb) {
-		uint32_t u = k >= nb || (i < na && a[i] < b[k]) ? a[i++] : b[k++];
-		uint32_t v = uid ? u : imap_seq_of_uid(s->sel, u);
+	for (size_t i = 0; i < n; i++) {
 		if (o > sizeof(buf) - 16) {
 			imap_write(s, buf, o);
 			o = 0;
 		}
-		o += (size_t)snprintf(buf + o, sizeof(buf) - o, " %u", v);
+		o += (size_t)snprintf(buf + o, sizeof(buf) - o, " %u", hit_number(s, uid, &hits[i]));
+		if (hits[i].modseq > modseq)
+			modseq = hits[i].modseq;
 	}
-	buf[o++] = '\r';
-	buf[o++] = '\n';
 	imap_write(s, buf, o);
+	if (with_modseq && n > 0)
+		imap_printf(s, " (MODSEQ %llu)", (unsigned long long)modseq);
+	imap_write(s, "\r\n", 2);
+}
+
+/* RETURN options (RFC 4731 3.1, RFC 5182 SAVE). */
+#define RET_MIN   0x01
+#define RET_MAX   0x02
+#define RET_ALL   0x04
+#define RET_COUNT 0x08
+#define RET_SAVE  0x10
+
+/* "* ESEARCH (TAG "t") [UID] MIN n MAX n ALL set COUNT n [MODSEQ m]" */
+static void write_esearch(struct imap_session *s, const char *tag, int uid, unsigned ret,
+			  const struct search_hit *hits, size_t n, int with_modseq)
+{
+	imap_printf(s, "* ESEARCH (TAG ");
+	imap_write_string(s, tag, strlen(tag));
+	imap_printf(s, ")%s", uid ? " UID" : "");
+	uint64_t modseq = 0;
+	if (n > 0 && (ret & RET_MIN)) {
+		imap_printf(s, " MIN %u", hit_number(s, uid, &hits[0]));
+		modseq = hits[0].modseq;
+	}
+	if (n > 0 && (ret & RET_MAX)) {
+		imap_printf(s, " MAX %u", hit_number(s, uid, &hits[n - 1]));
+		if (hits[n - 1].modseq > modseq)
+			modseq = hits[n - 1].modseq;
+	}
+	if (n > 0 && (ret & RET_ALL)) {
+		uint32_t *v = malloc(n * sizeof(*v));
+		char *set = NULL;
+		if (v != NULL) {
+			for (size_t i = 0; i < n; i++)
+				v[i] = hit_number(s, uid, &hits[i]);
+			set = imap_seqset_format(v, n);
+			free(v);
+		}
+		if (set != NULL)
+			imap_printf(s, " ALL %s", set);
+		free(set);
+	}
+	if (ret & RET_COUNT)
+		imap_printf(s, " COUNT %zu", n);
+	/* RFC 4731 3.2: the modseq of MIN and/or MAX alone, else of all */
+	if (ret & (RET_ALL | RET_COUNT))
+		for (size_t i = 0; i < n; i++)
+			if (hits[i].modseq > modseq)
+				modseq = hits[i].modseq;
+	if (with_modseq && n > 0)
+		imap_printf(s, " MODSEQ %llu", (unsigned long long)modseq);
+	imap_write(s, "\r\n", 2);
+}
+
+/* SEARCHRES (RFC 5182 2.1, 2.4): what "$" holds from now on. */
+static void save_result(struct imap_session *s, unsigned ret, const struct search_hit *hits,
+			size_t n)
+{
+	free(s->saved);
+	s->saved = NULL;
+	s->n_saved = 0;
+	if (n == 0)
+		return;
+	s->saved = malloc(n * sizeof(*s->saved));
+	if (s->saved == NULL)
+		return;
+	if (ret & (RET_ALL | RET_COUNT) || !(ret & (RET_MIN | RET_MAX))) {
+		for (size_t i = 0; i < n; i++)
+			s->saved[i] = hits[i].uid;
+		s->n_saved = n;
+		return;
+	}
+	if (ret & RET_MIN)
+		s->saved[s->n_saved++] = hits[0].uid;
+	if ((ret & RET_MAX) && (s->n_saved == 0 || hits[n - 1].uid != s->saved[0]))
+		s->saved[s->n_saved++] = hits[n - 1].uid;
+}
+
+static int cmp_hit(const void *a, const void *b)
+{
+	uint32_t x = ((const struct search_hit *)a)->uid, y = ((const struct search_hit *)b)->uid;
+	return x < y ? -1 : x > y;
+}
+
+/* "RETURN (opts)": 0, or -1 on a syntax error. */
+static int parse_return(const struct imap_arg *a, unsigned *ret_r)
+{
+	if (a->type != IMAP_ARG_LIST)
+		return -1;
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} opts[] = { { "MIN", RET_MIN },     { "MAX", RET_MAX },   { "ALL", RET_ALL },
+		     { "COUNT", RET_COUNT }, { "SAVE", RET_SAVE } };
+	unsigned ret = 0;
+	for (size_t i = 0; i < a->list_count; i++) {
+		const char *o = imap_arg_atom(&a->list[i]);
+		size_t k = 0;
+		for (; o != NULL && k < sizeof(opts) / sizeof(opts[0]); k++)
+			if (strcasecmp(o, opts[k].name) == 0)
+				break;
+		if (o == NULL || k == sizeof(opts) / sizeof(opts[0]))
+			return -1;
+		ret |= opts[k].bit;
+	}
+	/* RFC 4731 3.1: "RETURN ()" is "RETURN (ALL)" */
+	if (ret == 0)
+		ret = RET_ALL;
+	*ret_r = ret;
+	return 0;
 }
 
 void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 {
 	const struct imap_arg *args = cmd->args;
 	size_t n = cmd->n_args;
+	/* SEARCH [RETURN (opts)] [CHARSET charset] keys (RFC 4466 2.6) */
+	unsigned ret = 0;
+	int extended = 0;
+	if (n >= 1 && args[0].type == IMAP_ARG_ATOM && strcasecmp(args[0].str, "RETURN") == 0) {
+		if (n < 2 || parse_return(&args[1], &ret) < 0) {
+			imap_tagged(s, cmd->tag, "BAD",
+				    "Syntax: RETURN ([MIN] [MAX] [ALL] [COUNT] [SAVE])");
+			return;
+		}
+		extended = 1;
+		args += 2;
+		n -= 2;
+	}
+	if (s->rev2 && !extended) {
+		/* RFC 9051 6.4.4: no result option is ALL, in an ESEARCH */
+		extended = 1;
+		ret = RET_ALL;
+	}
 	if (n >= 1 && args[0].type == IMAP_ARG_ATOM && strcasecmp(args[0].str, "CHARSET") == 0) {
 		const char *cs = n >= 2 ? imap_arg_string(&args[1]) : NULL;
+		if (s->utf8_accept) {
+			/* RFC 6855 3: no charset once UTF-8 is on (conflicting labels) */
+			imap_tagged(s, cmd->tag, "BAD", "No CHARSET after ENABLE UTF8=ACCEPT");
+			return;
+		}
 		if (cs == NULL) {
 			imap_tagged(s, cmd->tag, "BAD", "Syntax: CHARSET charset");
 			return;
 		}
 		if (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0) {
+			if (ret & RET_SAVE)
+				save_result(s, 0, NULL, 0); /* RFC 5182 2.1: NO empties "$" */
 			imap_tagged(s, cmd->tag, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
 			return;
 		}
@@ -893,17 +1077,20 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 		n -= 2;
 	}
 	if (n == 0) {
-		imap_tagged(s, cmd->tag, "BAD", "Syntax: %sSEARCH [CHARSET charset] keys",
+		imap_tagged(s, cmd->tag, "BAD", "Syntax: %sSEARCH [RETURN (options)] [CHARSET charset] keys",
 			    cmd->uid ? "UID " : "");
 		return;
 	}
-	struct parse_ctx pc = { s, args, n, 0, NULL };
+	struct search_info info = { 0 };
+	struct parse_ctx pc = { s, args, n, 0, NULL, &info };
 	struct skey prog = { 0 };
 	if (parse_group(&pc, args, n, &prog, 0) < 0) {
 		skey_free(&prog);
 		imap_tagged(s, cmd->tag, "BAD", "%s", pc.error != NULL ? pc.error : "Invalid search");
 		return;
 	}
+	if (info.modseq)
+		imap_condstore_enable(s); /* RFC 7162 3.1: an enabling command */
 	struct search_state ss = { .s = s, .prog = &prog };
 	const char *err;
 	struct imap_mailbox *mb = s->sel;
@@ -913,12 +1100,11 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 		failed = 1;
 	}
 	/* second pass: the messages the metadata did not decide */
-	uint32_t *late = NULL;
-	size_t n_late = 0, cap_late = 0;
 	for (size_t i = 0; i < ss.n_later; i++) {
 		struct eval_ctx ec = { .s = s, .store = s->srv->store, .m = &ss.later[i], .full = 1 };
 		if (!failed && eval(&ec, &prog) == 1 &&
-		    push_u32(&late, &n_late, &cap_late, ss.later[i].uid) < 0)
+		    push_hit(&ss.match, &ss.n_match, &ss.cap_match, ss.later[i].uid,
+			     ss.later[i].modseq) < 0)
 			ss.oom = 1;
 		if (ec.error)
 			failed = 1;
@@ -929,13 +1115,23 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 	skey_free(&prog);
 	if (failed || ss.oom) {
 		free(ss.match);
-		free(late);
+		if (ret & RET_SAVE)
+			save_result(s, 0, NULL, 0);
 		imap_tagged(s, cmd->tag, "NO", "[SERVERBUG] Search failed");
 		return;
 	}
-	write_results(s, cmd->uid, ss.match, ss.n_match, late, n_late);
+	if (ss.n_match > 1)
+		qsort(ss.match, ss.n_match, sizeof(*ss.match), cmp_hit);
+	if (!extended)
+		write_search(s, cmd->uid, ss.match, ss.n_match, info.modseq);
+	else if (ret & (RET_MIN | RET_MAX | RET_ALL | RET_COUNT))
+		write_esearch(s, cmd->tag, cmd->uid, ret, ss.match, ss.n_match, info.modseq);
+	if (ret & RET_SAVE)
+		save_result(s, ret, ss.match, ss.n_match);
 	free(ss.match);
-	free(late);
-	imap_mailbox_sync(s, cmd->uid);
-	imap_tagged(s, cmd->tag, "OK", "%sSEARCH completed", cmd->uid ? "UID " : "");
+	/* RFC 9051 7.5.1 / RFC 7162 3.2.10.2: not during a UID SEARCH that
+	 * names message numbers */
+	imap_mailbox_sync(s, cmd->uid && !info.seqnums);
+	imap_tagged(s, cmd->tag, "OK", "%sSEARCH completed%s", cmd->uid ? "UID " : "",
+		    ret & RET_SAVE ? ", result saved" : "");
 }

@@ -256,6 +256,7 @@ static const struct {
 	{ "ENVELOPE", FETCH_ENVELOPE, FETCH_TEXT_NONE, 0 },
 	{ "BODY", FETCH_BODY, FETCH_TEXT_NONE, 0 },
 	{ "BODYSTRUCTURE", FETCH_BODYSTRUCTURE, FETCH_TEXT_NONE, 0 },
+	{ "MODSEQ", FETCH_MODSEQ, FETCH_TEXT_NONE, 0 },
 	/* RFC822 = BODY[], RFC822.HEADER = BODY.PEEK[HEADER], RFC822.TEXT =
 	 * BODY[TEXT], answered under their own names (RFC 3501 7.4.2) */
 	{ "RFC822", FETCH_SECTION, FETCH_TEXT_NONE, 1 },
@@ -399,6 +400,9 @@ static int add_item(struct fetch_items *fi, const char *str)
 	case FETCH_FLAGS:
 		fi->has_flags = 1;
 		break;
+	case FETCH_MODSEQ:
+		fi->has_modseq = 1;
+		break;
 	case FETCH_ENVELOPE:
 	case FETCH_BODY:
 	case FETCH_BODYSTRUCTURE:
@@ -412,6 +416,19 @@ static int add_item(struct fetch_items *fi, const char *str)
 		break;
 	default:
 		break;
+	}
+	return 0;
+}
+
+int imap_fetch_items_add(struct fetch_items *fi, const char *name, int first)
+{
+	size_t before = fi->n;
+	if (add_item(fi, name) < 0)
+		return -1;
+	if (first && fi->n > before) {
+		struct fetch_item it = fi->v[fi->n - 1];
+		memmove(fi->v + 1, fi->v, (fi->n - 1) * sizeof(*fi->v));
+		fi->v[0] = it;
 	}
 	return 0;
 }

@@ -25,6 +25,7 @@ enum fetch_kind {
 	FETCH_SECTION,       /* BODY[...], BODY.PEEK[...], RFC822, RFC822.HEADER, RFC822.TEXT */
 	FETCH_BINARY,        /* BINARY[...], BINARY.PEEK[...] */
 	FETCH_BINARY_SIZE,
+	FETCH_MODSEQ,        /* RFC 7162 3.1.4.2 */
 };
 
 /* The part of a section after the part number (RFC 3501 section-text). */
@@ -56,7 +57,7 @@ struct fetch_items {
 	size_t n;
 	int sets_seen;  /* some item sets \Seen */
 	int need_cache; /* some item needs the parse cache */
-	int has_uid, has_flags;
+	int has_uid, has_flags, has_modseq;
 };
 
 /* Parse the FETCH items argument: one atom (an item or the macros ALL, FAST,
@@ -66,6 +67,9 @@ struct fetch_items {
 int imap_fetch_items_parse(const struct imap_arg *arg, struct fetch_items *out,
 			   const char **error_r);
 void imap_fetch_items_free(struct fetch_items *fi);
+/* Add one item by name (e.g. "UID", "MODSEQ") unless it is there already;
+ * first: put it in front. 0, or -1 when out of memory. */
+int imap_fetch_items_add(struct fetch_items *fi, const char *name, int first);
 
 /* ---- message access shared by FETCH and SEARCH ---- */
 

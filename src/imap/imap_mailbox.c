@@ -138,11 +138,19 @@ int imap_mailbox_open(struct imap_session *s, const char *name, int readonly,
 		mb->uidnext = mb->uids[mb->n - 1] + 1;
 	st->messages = (uint32_t)mb->n;
 	st->uidnext = mb->uidnext;
-	mb->first_recent_uid = readonly ? UINT32_MAX : recent_claim(mb->id, mb->uidnext);
+	if (!readonly) {
+		mb->recent_lo = recent_claim(mb->id, mb->uidnext);
+		mb->recent_hi = mb->uidnext;
+	}
 	s->sel = mb;
 	/* [UNSEEN n] is the sequence number of the first unseen message */
 	st->unseen = lc.first_unseen_seq;
 	return 1;
+}
+
+int imap_is_recent(const struct imap_mailbox *mb, uint32_t uid)
+{
+	return uid >= mb->recent_lo && uid < mb->recent_hi;
 }
 
 void imap_mailbox_close(struct imap_session *s)
@@ -208,8 +216,10 @@ static void sync_expunged_cb(void *ctx, uint32_t uid, uint64_t modseq)
 	struct imap_mailbox *mb = sc->s->sel;
 	if (modseq > sc->max_modseq)
 		sc->max_modseq = modseq;
-	if (imap_seq_of_uid(mb, uid) != 0)
-		push_uid(&mb->pending_expunge, &mb->n_pending, &mb->cap_pending, uid);
+	if (imap_seq_of_uid(mb, uid) != 0 &&
+	    push_uid(&mb->pending_expunge, &mb->n_pending, &mb->cap_pending, uid) == 0 &&
+	    (mb->pending_min_modseq == 0 || modseq < mb->pending_min_modseq))
+		mb->pending_min_modseq = modseq;
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -242,15 +252,33 @@ void imap_mailbox_sync(struct imap_session *s, int allow_expunge)
 			if (i == 0 || mb->pending_expunge[i] != mb->pending_expunge[i - 1])
 				mb->pending_expunge[w++] = mb->pending_expunge[i];
 		mb->n_pending = w;
-		for (size_t i = mb->n_pending; i-- > 0;) {
-			uint32_t seq = imap_seq_of_uid(mb, mb->pending_expunge[i]);
-			if (seq == 0)
-				continue;
-			imap_untagged(s, "%u EXPUNGE", seq);
-			memmove(&mb->uids[seq - 1], &mb->uids[seq], (mb->n - seq) * sizeof(uint32_t));
-			mb->n--;
+		if (s->qresync) {
+			/* RFC 7162 3.2.10.2: one VANISHED instead of EXPUNGEs, for
+			 * uids the client knows (all of them are in the view) */
+			size_t r = 0, k = 0, o = 0;
+			for (size_t i = 0; i < mb->n; i++) {
+				while (k < mb->n_pending && mb->pending_expunge[k] < mb->uids[i])
+					k++;
+				if (k < mb->n_pending && mb->pending_expunge[k] == mb->uids[i])
+					mb->pending_expunge[r++] = mb->uids[i];
+				else
+					mb->uids[o++] = mb->uids[i];
+			}
+			mb->n = o;
+			imap_write_vanished(s, 0, mb->pending_expunge, r);
+		} else {
+			for (size_t i = mb->n_pending; i-- > 0;) {
+				uint32_t seq = imap_seq_of_uid(mb, mb->pending_expunge[i]);
+				if (seq == 0)
+					continue;
+				imap_untagged(s, "%u EXPUNGE", seq);
+				memmove(&mb->uids[seq - 1], &mb->uids[seq],
+					(mb->n - seq) * sizeof(uint32_t));
+				mb->n--;
+			}
 		}
 		mb->n_pending = 0;
+		mb->pending_min_modseq = 0;
 	}
 	/* 2. flag changes of messages in the view */
 	for (size_t i = 0; i < sc.n_changed; i++) {
@@ -259,7 +287,8 @@ void imap_mailbox_sync(struct imap_session *s, int allow_expunge)
 		/* a change this session made was reported by its own command */
 		if (seq != 0 && m->modseq != mb->own_modseq) {
 			imap_printf(s, "* %u FETCH (UID %u FLAGS ", seq, m->uid);
-			imap_write_flags(s, m->flags, sc.changed_kw[i], m->uid >= mb->first_recent_uid);
+			imap_write_flags(s, m->flags, sc.changed_kw[i],
+					 !s->rev2 && imap_is_recent(mb, m->uid));
 			if (s->condstore)
 				imap_printf(s, " MODSEQ (%llu)", (unsigned long long)m->modseq);
 			imap_write(s, ")\r\n", 3);
@@ -273,16 +302,63 @@ void imap_mailbox_sync(struct imap_session *s, int allow_expunge)
 		for (size_t i = 0; i < sc.n_new; i++)
 			push_uid(&mb->uids, &mb->n, &mb->cap, sc.new_uids[i]);
 		mb->uidnext = sc.new_uids[sc.n_new - 1] + 1;
-		if (mb->first_recent_uid != UINT32_MAX)
-			recent_claim(mb->id, mb->uidnext);
+		if (!mb->readonly) {
+			/* the new messages are recent here unless another session
+			 * claimed them first (RFC 3501 2.3.2) */
+			uint32_t first = recent_claim(mb->id, mb->uidnext);
+			if (first < mb->uidnext) {
+				if (first == mb->recent_hi)
+					mb->recent_hi = mb->uidnext;
+				else if (mb->recent_lo == mb->recent_hi) {
+					mb->recent_lo = first;
+					mb->recent_hi = mb->uidnext;
+				}
+			}
+		}
 		imap_untagged(s, "%zu EXISTS", mb->n);
 		if (!s->rev2) {
 			uint32_t r = 0;
 			for (size_t i = 0; i < mb->n; i++)
-				if (mb->uids[i] >= mb->first_recent_uid)
+				if (imap_is_recent(mb, mb->uids[i]))
 					r++;
 			imap_untagged(s, "%u RECENT", r);
 		}
 	}
 	free(sc.new_uids);
+	/* RFC 7162 3.2: MODSEQs above an expunge held back may have gone
+	 * out; the client must not take them for its HIGHESTMODSEQ */
+	if (s->qresync && mb->n_pending > 0)
+		imap_untagged(s, "OK [HIGHESTMODSEQ %llu] Expunges pending",
+			      (unsigned long long)imap_mailbox_highestmodseq(mb));
+}
+
+uint64_t imap_mailbox_highestmodseq(const struct imap_mailbox *mb)
+{
+	if (mb->n_pending > 0 && mb->pending_min_modseq > 0 &&
+	    mb->pending_min_modseq - 1 < mb->modseq_seen)
+		return mb->pending_min_modseq - 1;
+	return mb->modseq_seen;
+}
+
+void imap_condstore_enable(struct imap_session *s)
+{
+	if (s->condstore)
+		return;
+	s->condstore = 1;
+	if (s->sel != NULL)
+		imap_untagged(s, "OK [HIGHESTMODSEQ %llu] Highest",
+			      (unsigned long long)imap_mailbox_highestmodseq(s->sel));
+}
+
+void imap_write_vanished(struct imap_session *s, int earlier, const uint32_t *uids, size_t n)
+{
+	if (n == 0)
+		return;
+	char *set = imap_seqset_format(uids, n);
+	if (set == NULL) {
+		log_error("imap", s->id, "event=oom what=vanished");
+		return;
+	}
+	imap_untagged(s, "VANISHED %s%s", earlier ? "(EARLIER) " : "", set);
+	free(set);
 }

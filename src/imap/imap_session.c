@@ -148,7 +148,8 @@ void imap_write_string(struct imap_session *s, const char *str, size_t len)
 	int quote = len < 1024;
 	for (size_t i = 0; i < len && quote; i++) {
 		unsigned char c = (unsigned char)str[i];
-		if (c == '\r' || c == '\n' || c == '\0' || (c >= 0x80 && !s->utf8_accept))
+		/* UTF-8 in quoted strings: RFC 6855 3, RFC 9051 4.3 */
+		if (c == '\r' || c == '\n' || c == '\0' || (c >= 0x80 && !s->utf8_accept && !s->rev2))
 			quote = 0;
 	}
 	if (!quote) {
@@ -310,6 +311,8 @@ int imap_seqset_uids(struct imap_session *s, const char *str, int uid, uint32_t 
 		/* SEARCHRES (RFC 5182): the saved uids, whatever the command form */
 		uint32_t *out = malloc((s->n_saved ? s->n_saved : 1) * sizeof(*out));
 		size_t n = 0;
+		if (out == NULL)
+			return -1;
 		for (size_t i = 0; i < s->n_saved; i++)
 			if (imap_seq_of_uid(mb, s->saved[i]) != 0)
 				out[n++] = s->saved[i];
@@ -417,12 +420,66 @@ void imap_session_close(struct imap_session *s, const char *bye)
 
 /* ----------------------------------------------------------------- dispatch */
 
+int imap_utf8_valid(const char *str, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)str, *end = p + len;
+	while (p < end) {
+		unsigned c = *p++;
+		if (c < 0x80)
+			continue;
+		size_t more;
+		uint32_t cp, min;
+		if (c >= 0xc2 && c <= 0xdf)
+			more = 1, cp = c & 0x1f, min = 0x80;
+		else if (c >= 0xe0 && c <= 0xef)
+			more = 2, cp = c & 0x0f, min = 0x800;
+		else if (c >= 0xf0 && c <= 0xf4)
+			more = 3, cp = c & 0x07, min = 0x10000;
+		else
+			return 0;
+		if ((size_t)(end - p) < more)
+			return 0;
+		for (size_t i = 0; i < more; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (p[i] & 0x3f);
+		}
+		p += more;
+		/* overlong forms, surrogates, beyond U+10FFFF (RFC 3629 3) */
+		if (cp < min || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+			return 0;
+	}
+	return 1;
+}
+
+/* RFC 6855 3: 8-bit octets in a quoted string must be UTF-8. */
+static int quoted_utf8_ok(const struct imap_arg *args, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (args[i].type == IMAP_ARG_QUOTED && !imap_utf8_valid(args[i].str, args[i].len))
+			return 0;
+		if (args[i].type == IMAP_ARG_LIST && !quoted_utf8_ok(args[i].list, args[i].list_count))
+			return 0;
+	}
+	return 1;
+}
+
 static void dispatch(struct imap_session *s)
 {
 	struct imap_cmd cmd = { 0 };
 	snprintf(cmd.tag, sizeof(cmd.tag), "%s", imap_parser_tag(s->parser));
 	const char *name = imap_parser_command(s->parser);
 	cmd.args = imap_parser_args(s->parser, &cmd.n_args);
+	if (!quoted_utf8_ok(cmd.args, cmd.n_args)) {
+		/* an APPEND whose literal was streamed: drop it */
+		store_delivery_abort(s->append);
+		s->append = NULL;
+		imap_append_state_free(s->append_state);
+		s->append_state = NULL;
+		s->append_too_big = 0;
+		imap_tagged(s, cmd.tag, "BAD", "Invalid UTF-8 in a quoted string");
+		return;
+	}
 	if (strcmp(name, "UID") == 0) {
 		const char *sub = cmd.n_args > 0 ? imap_arg_atom(&cmd.args[0]) : NULL;
 		if (sub == NULL) {
@@ -492,6 +549,12 @@ static int literal_announced(struct imap_session *s)
 	/* APPEND mailbox [flags] [date] literal: the message streams to the store */
 	if (s->state != IMAP_NOTAUTH && cmd != NULL && strcasecmp(cmd, "APPEND") == 0 &&
 	    nargs >= 1) {
+		if (s->append_state != NULL) {
+			/* a second message: MULTIAPPEND (RFC 3502) is not offered.
+			 * No "+" for {n}; {n+} octets are skipped (RFC 7888 4) */
+			imap_parser_literal_reject(s->parser, "One message per APPEND (no MULTIAPPEND)");
+			return -1;
+		}
 		uint64_t max = s->srv->config->limits.max_message_size;
 		if (size > max) {
 			if (sync) {
@@ -518,6 +581,28 @@ static int literal_announced(struct imap_session *s)
 	if (sync)
 		imap_printf(s, "+ Ready for literal data\r\n");
 	return 0;
+}
+
+/* The parser is in the ERROR state: BAD, drop what the command had
+ * streamed, and go on with the next command. -1 when the session closed. */
+static int parse_error(struct imap_session *s)
+{
+	char tag[128];
+	snprintf(tag, sizeof(tag), "%s", imap_parser_error_tag(s->parser));
+	imap_tagged(s, tag, "BAD", "%s", imap_parser_error(s->parser));
+	if (imap_parser_error_fatal(s->parser)) {
+		imap_session_close(s, "Cannot resynchronise with the command stream");
+		return -1;
+	}
+	if (s->append != NULL) {
+		store_delivery_abort(s->append);
+		s->append = NULL;
+	}
+	imap_append_state_free(s->append_state);
+	s->append_state = NULL;
+	s->append_too_big = 0;
+	imap_parser_reset(s->parser);
+	return s->state == IMAP_LOGOUT ? -1 : 0;
 }
 
 static void imap_input(void *arg)
@@ -559,24 +644,15 @@ static void imap_input(void *arg)
 		case IMAP_PARSE_NEED_MORE:
 			break;
 		case IMAP_PARSE_LITERAL:
-			literal_announced(s);
-			break;
-		case IMAP_PARSE_ERROR: {
-			char tag[128];
-			snprintf(tag, sizeof(tag), "%s", imap_parser_error_tag(s->parser));
-			imap_tagged(s, tag, "BAD", "%s", imap_parser_error(s->parser));
-			if (imap_parser_error_fatal(s->parser)) {
-				imap_session_close(s, "Cannot resynchronise with the command stream");
+			/* a refused literal is answered now, not when more input
+			 * comes: the client waits for "+" or the BAD */
+			if (literal_announced(s) < 0 && parse_error(s) < 0)
 				return;
-			}
-			if (s->append != NULL) {
-				store_delivery_abort(s->append);
-				s->append = NULL;
-			}
-			s->append_too_big = 0;
-			imap_parser_reset(s->parser);
 			break;
-		}
+		case IMAP_PARSE_ERROR:
+			if (parse_error(s) < 0)
+				return;
+			break;
 		case IMAP_PARSE_DONE:
 			dispatch(s);
 			imap_parser_reset(s->parser);
@@ -654,6 +730,7 @@ static void imap_closed(void *arg)
 
 const struct net_proto_ops imap_proto_ops = {
 	.name = "imap",
+	.busy_reply = "* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
 	.open = imap_open,
 	.input = imap_input,
 	.timeout = imap_timeout,

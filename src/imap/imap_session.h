@@ -27,10 +27,11 @@ struct imap_mailbox {
 	uint64_t modseq_seen;      /* changes up to here are reflected */
 	uint32_t *uids;
 	size_t n, cap;
-	uint32_t first_recent_uid; /* \Recent: uids >= this (rev1) */
+	uint32_t recent_lo, recent_hi; /* \Recent here: recent_lo <= uid < recent_hi */
 	uint64_t own_modseq;       /* changes this session made and reported itself */
 	uint32_t *pending_expunge; /* learned, not yet announced */
 	size_t n_pending, cap_pending;
+	uint64_t pending_min_modseq; /* lowest expunge modseq among them */
 	store_watch_t *watch;
 };
 
@@ -124,6 +125,8 @@ int imap_parse_flags(const struct imap_arg *a, uint32_t *flags_r, char **keyword
  * array (malloc'd, may be empty). uid: the set is of UIDs. 0 ok, -1 bad. */
 int imap_seqset_uids(struct imap_session *s, const char *set, int uid, uint32_t **uids_r,
 		     size_t *n_r);
+/* Whether [str, str+len) is well-formed UTF-8 (RFC 3629). */
+int imap_utf8_valid(const char *str, size_t len);
 /* Sequence number of uid in the view, 0 if absent. */
 uint32_t imap_seq_of_uid(const struct imap_mailbox *mb, uint32_t uid);
 
@@ -142,10 +145,23 @@ struct imap_handle *imap_handle_ref(struct imap_session *s);
 int imap_mailbox_open(struct imap_session *s, const char *name, int readonly,
 		      struct store_mailbox_status *st);
 void imap_mailbox_close(struct imap_session *s);
+/* \Recent for this session (RFC 3501 2.3.2: only the first session to see
+ * a message gets it). */
+int imap_is_recent(const struct imap_mailbox *mb, uint32_t uid);
 /* Bring the view up to date and tell the client: EXISTS/RECENT always,
  * FETCH flag updates always, EXPUNGE only when allow_expunge (RFC 3501
  * 7.4.1: never during FETCH, STORE, SEARCH). */
 void imap_mailbox_sync(struct imap_session *s, int allow_expunge);
+/* The HIGHESTMODSEQ this session may announce for its view: every change
+ * up to it has been reported (an expunge held back by 7.4.1 keeps it below
+ * that expunge's modseq, RFC 7162 3.2). */
+uint64_t imap_mailbox_highestmodseq(const struct imap_mailbox *mb);
+/* A CONDSTORE enabling command (RFC 7162 3.1): from now on untagged FETCH
+ * responses carry MODSEQ (and UID); the first one with a mailbox selected
+ * announces its HIGHESTMODSEQ. */
+void imap_condstore_enable(struct imap_session *s);
+/* "* VANISHED [(EARLIER) ]uid-set" (RFC 7162 3.2.10); nothing when n is 0. */
+void imap_write_vanished(struct imap_session *s, int earlier, const uint32_t *uids, size_t n);
 
 /* ---- commands ---- */
 imap_cmd_fn imap_cmd_capability, imap_cmd_noop, imap_cmd_logout, imap_cmd_id, imap_cmd_enable,

@@ -578,9 +578,11 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	net_server_t *srv = l->srv;
 	if (srv->stopping || atomic_load(&srv->n_conns) >= srv->max_connections) {
 		if (!l->implicit_tls && !srv->stopping) {
-			static const char msg[] = "421 4.7.0 Too many connections, try again later\r\n";
-			ssize_t w = send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-			(void)w;
+			const char *msg = l->ops->busy_reply;
+			if (msg != NULL) {
+				ssize_t w = send(fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT);
+				(void)w;
+			}
 		}
 		log_warn("net", 0, "event=refused reason=%s",
 			 srv->stopping ? "stopping" : "max-connections");

@@ -24,6 +24,9 @@ typedef struct tls_server tls_server_t;
 /* What a protocol provides. Every callback runs on the connection's worker. */
 struct net_proto_ops {
 	const char *name;
+	/* Sent (plaintext listeners only) to a connection refused because the
+	 * server is full, e.g. "421 4.7.0 Too many connections\r\n". */
+	const char *busy_reply;
 	/* New connection: return the session (NULL refuses: closed at once). */
 	void *(*open)(net_conn_t *conn, void *proto_ctx);
 	/* Input is buffered (or processing may continue after a pause). */

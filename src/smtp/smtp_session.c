@@ -261,6 +261,7 @@ static void smtp_closed(void *arg)
 
 const struct net_proto_ops smtp_proto_ops = {
 	.name = "smtp",
+	.busy_reply = "421 4.7.0 Too many connections, try again later\r\n",
 	.open = smtp_open,
 	.input = smtp_input,
 	.timeout = smtp_timeout,

@@ -75,6 +75,16 @@ int store_user_lookup(store_t *store, const char *address, int64_t *user_id_r,
 /* 1 found: *hash_r is a malloc'd copy the caller frees. 0 no such user. */
 int store_user_password_hash(store_t *store, const char *address, int64_t *user_id_r,
 			     char **hash_r, const char **error_r);
+/* APOP (POP3, RFC 1939 7) needs a secret the server can read: it is kept
+ * as given, apart from the password, and only for users who opt in. secret
+ * NULL removes it; an empty secret is refused. -1 also for no such user. */
+int store_user_set_apop(store_t *store, const char *address, const char *secret,
+			const char **error_r);
+/* 1 user found: *secret_r is a malloc'd copy the caller wipes and frees, or
+ * NULL when the user has no APOP secret; user_id_r (may be NULL) is set.
+ * 0 no such user (*secret_r NULL). */
+int store_user_apop_secret(store_t *store, const char *address, int64_t *user_id_r,
+			   char **secret_r, const char **error_r);
 /* Calls cb for every user (address order); domain NULL means all domains. */
 int store_user_list(store_t *store, const char *domain,
 		    void (*cb)(void *ctx, const char *address), void *ctx,

@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define DATA_DIR_MAX 3072
 #define LOCALPART_MAX 64
 #define DOMAIN_MAX 253
@@ -98,7 +98,9 @@ static const char schema_sql[] =
 	"  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
 	"  name TEXT NOT NULL,"
 	"  PRIMARY KEY (user_id, name)) WITHOUT ROWID;"
-	/* A new database starts at 2; an old one stays at 1 until migrated. */
+	/* A new database starts at 2; an old one stays at 1 until migrated.
+	 * Both go on to 3 in schema_migrate_3 (ALTER TABLE cannot be made
+	 * conditional in SQL). */
 	"INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', 2);"
 	/* The last UIDVALIDITY handed out (see store_uidvalidity_next). */
 	"INSERT OR IGNORE INTO meta(key, value) VALUES ('uidvalidity',"
@@ -271,6 +273,13 @@ static const char *const stmt_sql[STMT_COUNT] = {
 		"  parts, subject, from_, to_, cc, bcc, message_id, in_reply_to, refs,"
 		"  sent_date)"
 		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+	[STMT_USER_APOP_GET] =
+		"SELECT u.id, u.apop_secret FROM users u"
+		" JOIN domains d ON d.id = u.domain_id"
+		" WHERE d.name = ?1 AND u.localpart = ?2",
+	[STMT_USER_APOP_SET] =
+		"UPDATE users SET apop_secret = ?3 WHERE localpart = ?2"
+		" AND domain_id = (SELECT id FROM domains WHERE name = ?1)",
 };
 
 static const struct {
@@ -561,6 +570,62 @@ static int exec_setup(struct store_conn *conn, const char *sql, bool want_wal,
 	return rc == SQLITE_OK ? 0 : -1;
 }
 
+/* One integer from a query, -1 when it gives no row or fails. */
+static int64_t query_int(struct store_conn *conn, const char *sql)
+{
+	sqlite3_stmt *stmt;
+	int64_t v = -1;
+
+	if (sqlite3_prepare_v2(conn->db, sql, -1, &stmt, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(stmt) == SQLITE_ROW)
+		v = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	return v;
+}
+
+/* 2 -> 3: users.apop_secret (POP3 APOP, opt-in per user). SQLite has no
+ * ADD COLUMN IF NOT EXISTS: once the version says 2, it is read again inside
+ * the write transaction (another process may have migrated meanwhile) and
+ * the column is looked for before it is added. */
+static int schema_migrate_3(struct store_conn *conn, const char **error_r)
+{
+	static const char version_sql[] =
+		"SELECT value FROM meta WHERE key = 'schema_version'";
+	int rc = SQLITE_BUSY;
+
+	if (query_int(conn, version_sql) != 2)
+		return 0; /* migrated (or another version: schema_setup says so) */
+	for (int i = 0; i < SETUP_ATTEMPTS && rc == SQLITE_BUSY; i++) {
+		if (i > 0)
+			usleep(10 * 1000);
+		rc = sqlite3_exec(conn->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+		if (rc != SQLITE_OK) {
+			*error_r = store_db_error(conn, "migrating the database to schema 3");
+			continue;
+		}
+		if (query_int(conn, version_sql) == 2) {
+			if (query_int(conn, "SELECT count(*) FROM pragma_table_info('users')"
+					    " WHERE name = 'apop_secret'") == 0)
+				rc = sqlite3_exec(conn->db,
+						  "ALTER TABLE users ADD COLUMN apop_secret TEXT",
+						  NULL, NULL, NULL);
+			if (rc == SQLITE_OK)
+				rc = sqlite3_exec(conn->db,
+						  "UPDATE meta SET value = 3"
+						  " WHERE key = 'schema_version' AND value = 2",
+						  NULL, NULL, NULL);
+		}
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(conn->db, "COMMIT", NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			*error_r = store_db_error(conn, "migrating the database to schema 3");
+		if (!sqlite3_get_autocommit(conn->db))
+			(void)sqlite3_exec(conn->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
 static int schema_setup(struct store_conn *conn, const char **error_r)
 {
 	sqlite3_stmt *stmt;
@@ -568,7 +633,8 @@ static int schema_setup(struct store_conn *conn, const char **error_r)
 
 	/* WAL is a property of the database file: set once, kept forever. */
 	if (exec_setup(conn, "PRAGMA journal_mode = WAL", true, error_r) < 0 ||
-	    exec_setup(conn, schema_sql, false, error_r) < 0)
+	    exec_setup(conn, schema_sql, false, error_r) < 0 ||
+	    schema_migrate_3(conn, error_r) < 0)
 		return -1;
 	if ((stmt = stmt_get(conn, STMT_SCHEMA_VERSION, error_r)) == NULL)
 		return -1;
@@ -1203,6 +1269,73 @@ int store_user_lookup(store_t *store, const char *address, int64_t *user_id_r,
 	ret = user_find(conn, &addr, &user_id, NULL, error_r);
 	if (ret == 1 && user_id_r != NULL)
 		*user_id_r = user_id;
+	return ret;
+}
+
+int store_user_set_apop(store_t *store, const char *address, const char *secret,
+			const char **error_r)
+{
+	struct store_conn *conn;
+	struct address addr;
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (address_parse(address, &addr, error_r) < 0)
+		return -1;
+	if (secret != NULL && secret[0] == '\0') {
+		*error_r = "the APOP secret is empty";
+		return -1;
+	}
+	if ((conn = store_conn_get(store, error_r)) == NULL ||
+	    (stmt = stmt_get(conn, STMT_USER_APOP_SET, error_r)) == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, addr.domain, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, addr.local, -1, SQLITE_STATIC);
+	if (secret != NULL)
+		sqlite3_bind_text(stmt, 3, secret, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(stmt, 3);
+	rc = sqlite3_step(stmt);
+	stmt_put(conn, STMT_USER_APOP_SET, stmt);
+	if (rc != SQLITE_DONE)
+		return step_error(conn, error_r);
+	if (sqlite3_changes(conn->db) == 0) {
+		*error_r = store_errorf("no such user: %s@%s", addr.local, addr.domain);
+		return -1;
+	}
+	return 0;
+}
+
+int store_user_apop_secret(store_t *store, const char *address, int64_t *user_id_r,
+			   char **secret_r, const char **error_r)
+{
+	struct store_conn *conn;
+	struct address addr;
+	sqlite3_stmt *stmt;
+	int rc, ret;
+
+	*secret_r = NULL;
+	if (address_parse(address, &addr, error_r) < 0)
+		return 0;
+	if ((conn = store_conn_get(store, error_r)) == NULL ||
+	    (stmt = stmt_get(conn, STMT_USER_APOP_GET, error_r)) == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, addr.domain, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, addr.local, -1, SQLITE_STATIC);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		ret = 1;
+		if (user_id_r != NULL)
+			*user_id_r = sqlite3_column_int64(stmt, 0);
+		if (sqlite3_column_type(stmt, 1) != SQLITE_NULL &&
+		    (*secret_r = strdup((const char *)sqlite3_column_text(stmt, 1))) == NULL) {
+			*error_r = "out of memory";
+			ret = -1;
+		}
+	} else {
+		ret = rc == SQLITE_DONE ? 0 : step_error(conn, error_r);
+	}
+	stmt_put(conn, STMT_USER_APOP_GET, stmt);
 	return ret;
 }
 

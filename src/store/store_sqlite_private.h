@@ -77,6 +77,9 @@ enum stmt_id {
 	STMT_BLOB_REF,
 	STMT_CACHE_GET,
 	STMT_CACHE_INSERT,
+	/* schema 3: APOP secrets (POP3) */
+	STMT_USER_APOP_GET,
+	STMT_USER_APOP_SET,
 	STMT_COUNT
 };
 
