@@ -606,7 +606,7 @@ static int binary_precheck(struct fetch_state *st)
 
 /* Message numbers must exist (RFC 3501 6.4.5 / 9: a number beyond EXISTS
  * is an error); UIDs need not. */
-static int seqset_in_range(const char *str, uint32_t n)
+int imap_seqset_in_range(const char *str, uint32_t n)
 {
 	struct imap_seqset set;
 	if (imap_seqset_parse(str, 1, &set) < 0)
@@ -786,7 +786,7 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *cmd)
 	}
 	uint32_t *uids = NULL;
 	size_t n = 0;
-	if ((!cmd->uid && !seqset_in_range(setstr, (uint32_t)s->sel->n)) ||
+	if ((!cmd->uid && !imap_seqset_in_range(setstr, (uint32_t)s->sel->n)) ||
 	    imap_seqset_uids(s, setstr, cmd->uid, &uids, &n) < 0) {
 		free(uids);
 		state_free(st);

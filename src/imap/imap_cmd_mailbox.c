@@ -985,6 +985,25 @@ static int valid_status_items(const struct imap_arg *items)
 	return 1;
 }
 
+static void count_cb(void *ctx, const struct store_msg *m)
+{
+	(void)m;
+	(*(unsigned long long *)ctx)++;
+}
+
+/* RFC 3501 6.3.10: messages with \Recent, i.e. not yet seen by a session */
+static unsigned long long recent_count(struct imap_session *s,
+				       const struct store_mailbox_status *st)
+{
+	uint32_t first = imap_recent_first_unclaimed(st->id);
+	unsigned long long n = 0;
+	const char *err;
+	if (first < st->uidnext &&
+	    store_msg_scan(s->srv->store, st->id, first, count_cb, &n, &err) < 0)
+		return 0;
+	return n;
+}
+
 /* "* STATUS name (item value ...)" */
 static void write_status(struct imap_session *s, const struct store_mailbox_status *st,
 			 const struct imap_arg *items)
@@ -998,7 +1017,7 @@ static void write_status(struct imap_session *s, const struct store_mailbox_stat
 		if (strcasecmp(it, "MESSAGES") == 0)
 			v = st->messages;
 		else if (strcasecmp(it, "RECENT") == 0)
-			v = 0; /* \Recent belongs to the session that selects */
+			v = recent_count(s, st);
 		else if (strcasecmp(it, "UIDNEXT") == 0)
 			v = st->uidnext;
 		else if (strcasecmp(it, "UIDVALIDITY") == 0)

@@ -178,44 +178,6 @@ static int parse_date_time(const char *str, time_t *out)
 
 static void append_commit(struct imap_session *s, struct imap_cmd *cmd, struct append_state *st);
 
-/* Whether the header of a streamed message (up to the empty line) has
- * octets above 0x7f: 1 yes, 0 no, -1 cannot read it. */
-static int header_has_8bit(store_delivery_t *d)
-{
-	const char *data;
-	size_t len;
-	int fd;
-	if (store_delivery_content(d, &data, &len, &fd) < 0)
-		return -1;
-	char buf[16384];
-	int nl = 0; /* line ends seen in a row (CR ignored) */
-	for (size_t off = 0; off < len;) {
-		const char *p;
-		size_t n = len - off < sizeof(buf) ? len - off : sizeof(buf);
-		if (fd < 0) {
-			p = data + off;
-		} else {
-			ssize_t got = pread(fd, buf, n, (off_t)off);
-			if (got <= 0)
-				return -1;
-			n = (size_t)got;
-			p = buf;
-		}
-		for (size_t i = 0; i < n; i++) {
-			unsigned char c = (unsigned char)p[i];
-			if (c == '\n') {
-				if (++nl == 2)
-					return 0;
-			} else if (c != '\r') {
-				nl = 0;
-				if (c >= 0x80)
-					return 1;
-			}
-		}
-		off += n;
-	}
-	return 0;
-}
 
 /* What follows the message: nothing, or for UTF8 the ")" closing its
  * list around a literal8 (RFC 6855 4: utf8-literal = "UTF8" SP "(" literal8
@@ -238,16 +200,10 @@ void imap_cmd_append(struct imap_session *s, struct imap_cmd *cmd)
 	s->append_state = NULL;
 	if (st != NULL && !append_tail_ok(cmd, st))
 		st->valid = 0;
-	int bad8 = 0;
-	if (st != NULL && st->valid && s->append != NULL && st->mailbox_id != 0 &&
-	    !s->utf8_accept && !s->rev2)
-		bad8 = header_has_8bit(s->append);
-	if (bad8 != 0) {
-		/* RFC 6855 4: 8-bit header fields only after ENABLE UTF8=ACCEPT */
-		imap_tagged(s, cmd->tag, "NO", "%s",
-			    bad8 > 0 ? "[CANNOT] 8-bit octets in the header need ENABLE UTF8=ACCEPT"
-				     : "[SERVERBUG] Cannot read the message");
-	} else if (st != NULL && st->valid && s->append != NULL && st->mailbox_id != 0) {
+	/* Raw 8-bit header octets are accepted without ENABLE UTF8=ACCEPT
+	 * (RFC 6855 4 would refuse them): old mail synchronised by mbsync and
+	 * friends has them, and refusing loses it. Dovecot accepts them too. */
+	if (st != NULL && st->valid && s->append != NULL && st->mailbox_id != 0) {
 		append_commit(s, cmd, st);
 	} else if (s->append_too_big) {
 		imap_tagged(s, cmd->tag, "NO", "[TOOBIG] Message too big");
@@ -646,7 +602,8 @@ void imap_cmd_store(struct imap_session *s, struct imap_cmd *cmd)
 	}
 	uint32_t *uids;
 	size_t n;
-	if (imap_seqset_uids(s, set, cmd->uid, &uids, &n) < 0) {
+	if ((!cmd->uid && !imap_seqset_in_range(set, (uint32_t)s->sel->n)) ||
+	    imap_seqset_uids(s, set, cmd->uid, &uids, &n) < 0) {
 		free(kw);
 		imap_tagged(s, cmd->tag, "BAD", "Invalid sequence set");
 		return;
@@ -716,7 +673,8 @@ static void copy_common(struct imap_session *s, struct imap_cmd *cmd, int move)
 	}
 	uint32_t *uids;
 	size_t n;
-	if (imap_seqset_uids(s, set, cmd->uid, &uids, &n) < 0) {
+	if ((!cmd->uid && !imap_seqset_in_range(set, (uint32_t)s->sel->n)) ||
+	    imap_seqset_uids(s, set, cmd->uid, &uids, &n) < 0) {
 		imap_tagged(s, cmd->tag, "BAD", "Invalid sequence set");
 		return;
 	}

@@ -51,6 +51,18 @@ static uint32_t recent_claim(int64_t mailbox_id, uint32_t uidnext)
 	return first;
 }
 
+/* The first uid no session has seen as \Recent yet (without claiming). */
+uint32_t imap_recent_first_unclaimed(int64_t mailbox_id)
+{
+	uint32_t first = 1;
+	pthread_mutex_lock(&recent_lock);
+	for (size_t i = 0; i < n_recent; i++)
+		if (recent[i].mailbox_id == mailbox_id)
+			first = recent[i].next_unclaimed;
+	pthread_mutex_unlock(&recent_lock);
+	return first;
+}
+
 static int push_uid(uint32_t **arr, size_t *n, size_t *cap, uint32_t uid)
 {
 	if (*n == *cap) {
@@ -138,10 +150,10 @@ int imap_mailbox_open(struct imap_session *s, const char *name, int readonly,
 		mb->uidnext = mb->uids[mb->n - 1] + 1;
 	st->messages = (uint32_t)mb->n;
 	st->uidnext = mb->uidnext;
-	if (!readonly) {
-		mb->recent_lo = recent_claim(mb->id, mb->uidnext);
-		mb->recent_hi = mb->uidnext;
-	}
+	/* EXAMINE shows \Recent like SELECT but claims nothing (6.3.2) */
+	mb->recent_lo = readonly ? imap_recent_first_unclaimed(mb->id)
+				 : recent_claim(mb->id, mb->uidnext);
+	mb->recent_hi = mb->uidnext;
 	s->sel = mb;
 	/* [UNSEEN n] is the sequence number of the first unseen message */
 	st->unseen = lc.first_unseen_seq;
@@ -237,6 +249,15 @@ void imap_mailbox_sync(struct imap_session *s, int allow_expunge)
 	if (s->notify_pending) {
 		const char *err;
 		s->notify_pending = 0;
+		/* RFC 2180 3: the selected mailbox deleted or renamed away by
+		 * another session: the view cannot go on */
+		struct store_mailbox_status now;
+		int r = store_mailbox_status(s->srv->store, s->user_id, mb->name, &now, &err);
+		if (r == 0 || (r == 1 && (now.id != mb->id || now.uidvalidity != mb->uidvalidity))) {
+			log_info("imap", s->id, "event=selected-mailbox-gone");
+			imap_session_close(s, "Selected mailbox was deleted, please reconnect");
+			return;
+		}
 		if (store_msg_changes(s->srv->store, mb->id, mb->modseq_seen, sync_msg_cb,
 				      sync_expunged_cb, &sc, &err) < 0) {
 			log_error("imap", s->id, "event=store-error error=\"%s\"", err);

@@ -127,6 +127,9 @@ int imap_seqset_uids(struct imap_session *s, const char *set, int uid, uint32_t 
 		     size_t *n_r);
 /* Whether [str, str+len) is well-formed UTF-8 (RFC 3629). */
 int imap_utf8_valid(const char *str, size_t len);
+/* Whether every message number of a sequence set exists in a view of n
+ * messages (RFC 3501 9: numbers beyond EXISTS are a client error, BAD). */
+int imap_seqset_in_range(const char *set, uint32_t n);
 /* Sequence number of uid in the view, 0 if absent. */
 uint32_t imap_seq_of_uid(const struct imap_mailbox *mb, uint32_t uid);
 
@@ -148,6 +151,8 @@ void imap_mailbox_close(struct imap_session *s);
 /* \Recent for this session (RFC 3501 2.3.2: only the first session to see
  * a message gets it). */
 int imap_is_recent(const struct imap_mailbox *mb, uint32_t uid);
+/* STATUS RECENT: messages from this uid on are recent for the next session. */
+uint32_t imap_recent_first_unclaimed(int64_t mailbox_id);
 /* Bring the view up to date and tell the client: EXISTS/RECENT always,
  * FETCH flag updates always, EXPUNGE only when allow_expunge (RFC 3501
  * 7.4.1: never during FETCH, STORE, SEARCH). */
