@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 
 #include "auth/password.h"
+#include "auth/scram.h"
 #include "core/config.h"
 #include "store/store.h"
 
@@ -152,21 +153,25 @@ static char *read_password(void)
 	return read_secret("password", "Password");
 }
 
-static char *hash_from_stdin(void)
+/* The password hash and the SCRAM-SHA-256 secrets of a password read from
+ * stdin (both malloc'd); -1 after saying why. */
+static int hash_from_stdin(char **hash_r, char **scram_r)
 {
 	char *pw = read_password();
 	if (pw == NULL)
-		return NULL;
-	char *hash;
+		return -1;
 	const char *err;
-	int r = password_hash(pw, &hash, &err);
-	explicit_bzero(pw, strlen(pw));
-	free(pw);
+	int r = password_hash(pw, hash_r, &err);
 	if (r < 0) {
 		cli_error("cannot hash the password: %s", err);
-		return NULL;
+	} else if ((r = scram_secrets(pw, scram_r, &err)) < 0) {
+		cli_error("cannot make SCRAM secrets for the password: %s", err);
+		free(*hash_r);
+		*hash_r = NULL;
 	}
-	return hash;
+	explicit_bzero(pw, strlen(pw));
+	free(pw);
+	return r;
 }
 
 int cli_user(struct config *config, int argc, char **argv)
@@ -214,15 +219,17 @@ int cli_user(struct config *config, int argc, char **argv)
 				  domain, domain);
 			rc = EX_DATAERR;
 		} else {
-			char *hash = hash_from_stdin();
-			if (hash == NULL) {
+			char *hash, *scram;
+			if (hash_from_stdin(&hash, &scram) < 0) {
 				rc = EX_DATAERR;
 			} else {
-				if (store_user_add(store, argv[1], hash, &err) < 0) {
+				if (store_user_add(store, argv[1], hash, &err) < 0 ||
+				    store_user_set_scram(store, argv[1], scram, &err) < 0) {
 					cli_error("user add: %s", err);
 					rc = EX_SOFTWARE;
 				}
 				free(hash);
+				free(scram);
 			}
 		}
 		goto out;
@@ -261,15 +268,17 @@ int cli_user(struct config *config, int argc, char **argv)
 		}
 		free(hash);
 	} else {
-		char *hash = hash_from_stdin();
-		if (hash == NULL) {
+		char *hash, *scram;
+		if (hash_from_stdin(&hash, &scram) < 0) {
 			rc = EX_DATAERR;
 		} else {
-			if (store_user_set_password(store, argv[1], hash, &err) < 0) {
+			if (store_user_set_password(store, argv[1], hash, &err) < 0 ||
+			    store_user_set_scram(store, argv[1], scram, &err) < 0) {
 				cli_error("user passwd: %s", err);
 				rc = EX_SOFTWARE;
 			}
 			free(hash);
+			free(scram);
 		}
 	}
 out:

@@ -20,7 +20,7 @@ void imap_write_capabilities(struct imap_session *s)
 			imap_printf(s, " STARTTLS");
 		/* RFC 3501 6.2.3 / RFC 8314: no cleartext passwords except on loopback */
 		if (net_conn_is_tls(s->conn) || net_conn_is_loopback(s->conn))
-			imap_printf(s, " AUTH=PLAIN AUTH=LOGIN");
+			imap_printf(s, " AUTH=PLAIN AUTH=LOGIN AUTH=SCRAM-SHA-256");
 		else
 			imap_printf(s, " LOGINDISABLED");
 	}

@@ -1,8 +1,11 @@
-/* LOGIN and AUTHENTICATE PLAIN / LOGIN (RFC 3501 6.2, RFC 4616, SASL-IR
- * RFC 4959). Password checks run on the auth pool; failures are delayed. */
+/* LOGIN and AUTHENTICATE PLAIN / LOGIN / SCRAM-SHA-256 (RFC 3501 6.2,
+ * RFC 4616, RFC 5802, RFC 7677, SASL-IR RFC 4959). Password checks run on
+ * the auth pool; SCRAM runs on the session's thread (no PBKDF2 at login
+ * time). Failures are delayed. */
 #include "imap/imap_session.h"
 
 #include "auth/auth.h"
+#include "auth/sasl.h"
 #include "core/config.h"
 #include "core/log.h"
 
@@ -25,6 +28,19 @@ static void fail_reply(void *arg)
 	imap_cmd_done(s);
 }
 
+static void login_ok(struct imap_session *s, int64_t user_id, const char *address,
+		     const char *event)
+{
+	s->state = IMAP_AUTH;
+	s->user_id = user_id;
+	snprintf(s->user, sizeof(s->user), "%s", address);
+	s->auth_failures = 0;
+	log_info("imap", s->id, "event=%s user=%s", event, s->user);
+	imap_printf(s, "%s OK [CAPABILITY ", s->cur.tag);
+	imap_write_capabilities(s);
+	imap_printf(s, "] Logged in\r\n");
+}
+
 static void login_result(struct imap_session *s, void *arg)
 {
 	struct login_job *job = arg;
@@ -33,14 +49,7 @@ static void login_result(struct imap_session *s, void *arg)
 		return;
 	}
 	if (job->res.ok) {
-		s->state = IMAP_AUTH;
-		s->user_id = job->res.user_id;
-		snprintf(s->user, sizeof(s->user), "%s", job->res.address);
-		s->auth_failures = 0;
-		log_info("imap", s->id, "event=login user=%s", s->user);
-		imap_printf(s, "%s OK [CAPABILITY ", s->cur.tag);
-		imap_write_capabilities(s);
-		imap_printf(s, "] Logged in\r\n");
+		login_ok(s, job->res.user_id, job->res.address, "login");
 		imap_cmd_done(s);
 	} else if (job->res.tempfail) {
 		imap_tagged(s, s->cur.tag, "NO", "[UNAVAILABLE] Temporary failure, try again");
@@ -141,6 +150,8 @@ static void sasl_fail(struct imap_session *s, const char *status, const char *ms
 {
 	s->sasl_step = 0;
 	explicit_bzero(s->sasl_user, sizeof(s->sasl_user));
+	sasl_free(s->scram);
+	s->scram = NULL;
 	imap_tagged(s, s->cur.tag, status, "%s", msg);
 }
 
@@ -175,10 +186,57 @@ static void sasl_plain(struct imap_session *s, const char *resp, size_t len)
 	free(dec);
 }
 
+/* SCRAM-SHA-256: step 1 a client message (client-first, client-final);
+ * step 2 the empty response to the server-final message (RFC 4422 5). */
+static void sasl_scram(struct imap_session *s, const char *resp)
+{
+	if (s->sasl_step == 2) {
+		if (*resp != '\0') {
+			sasl_fail(s, "BAD", "Expected an empty response");
+			return;
+		}
+		char address[sizeof(s->user)];
+		int64_t user_id = sasl_user_id(s->scram);
+		snprintf(address, sizeof(address), "%s", sasl_authid(s->scram));
+		s->sasl_step = 0;
+		sasl_free(s->scram);
+		s->scram = NULL;
+		login_ok(s, user_id, address, "login method=scram-sha-256");
+		return;
+	}
+	char *out;
+	int done;
+	int r = sasl_scram_step(s->scram, resp, &out, &done);
+	if (r == -2) {
+		sasl_fail(s, "NO", "[UNAVAILABLE] Temporary failure, try again");
+		return;
+	}
+	if (r < 0) {
+		/* wrong password, unknown user, malformed message: all alike */
+		s->sasl_step = 0;
+		sasl_free(s->scram);
+		s->scram = NULL;
+		struct imap_cmd cmd = s->cur;
+		imap_cmd_async(s, &cmd);
+		s->auth_failures++;
+		log_info("imap", s->id, "event=login-failed method=scram-sha-256 failures=%u",
+			 s->auth_failures);
+		net_conn_after(s->conn, FAIL_DELAY_MS * s->auth_failures, fail_reply, s);
+		return;
+	}
+	s->sasl_step = done ? 2 : 1;
+	imap_printf(s, "+ %s\r\n", out);
+	free(out);
+}
+
 void imap_sasl_input(struct imap_session *s, const char *line, size_t len)
 {
 	if (len == 1 && line[0] == '*') {
 		sasl_fail(s, "BAD", "Authentication cancelled");
+		return;
+	}
+	if (strcmp(s->sasl_mech, "SCRAM-SHA-256") == 0) {
+		sasl_scram(s, line);
 		return;
 	}
 	if (strcmp(s->sasl_mech, "PLAIN") == 0) {
@@ -215,10 +273,13 @@ void imap_cmd_authenticate(struct imap_session *s, struct imap_cmd *cmd)
 		imap_tagged(s, cmd->tag, "BAD", "Syntax: AUTHENTICATE mechanism [initial-response]");
 		return;
 	}
-	if (strcasecmp(mech, "PLAIN") != 0 && strcasecmp(mech, "LOGIN") != 0) {
+	int scram = strcasecmp(mech, "SCRAM-SHA-256") == 0;
+	if (strcasecmp(mech, "PLAIN") != 0 && strcasecmp(mech, "LOGIN") != 0 && !scram) {
 		imap_tagged(s, cmd->tag, "NO", "Unsupported authentication mechanism");
 		return;
 	}
+	/* SCRAM sends no password, but follows the same rule (the session
+	 * itself is worth protecting) */
 	if (!plaintext_ok(s)) {
 		imap_tagged(s, cmd->tag, "NO", "[PRIVACYREQUIRED] Use STARTTLS first");
 		return;
@@ -226,6 +287,22 @@ void imap_cmd_authenticate(struct imap_session *s, struct imap_cmd *cmd)
 	s->cur = *cmd;
 	s->cur.args = NULL;
 	s->cur.n_args = 0;
+	if (scram) {
+		sasl_free(s->scram);
+		if ((s->scram = sasl_scram_start(s->srv->store)) == NULL) {
+			imap_tagged(s, cmd->tag, "NO", "[UNAVAILABLE] Temporary failure, try again");
+			return;
+		}
+		snprintf(s->sasl_mech, sizeof(s->sasl_mech), "SCRAM-SHA-256");
+		s->sasl_step = 1;
+		if (ir != NULL) {
+			/* SASL-IR: "=" is an empty initial response */
+			sasl_scram(s, strcmp(ir, "=") == 0 ? "" : ir);
+			return;
+		}
+		imap_printf(s, "+ \r\n");
+		return;
+	}
 	snprintf(s->sasl_mech, sizeof(s->sasl_mech), "%s",
 		 strcasecmp(mech, "PLAIN") == 0 ? "PLAIN" : "LOGIN");
 	if (strcmp(s->sasl_mech, "PLAIN") == 0) {

@@ -2,6 +2,7 @@
 
 #include "imap/imap_fetch.h"
 
+#include "auth/sasl.h"
 #include "core/config.h"
 #include "core/log.h"
 
@@ -722,6 +723,7 @@ static void imap_closed(void *arg)
 	store_delivery_abort(s->append);
 	imap_append_state_free(s->append_state);
 	imap_parser_free(s->parser);
+	sasl_free(s->scram);
 	free(s->saved);
 	s->handle->s = NULL;
 	handle_unref(s->handle);

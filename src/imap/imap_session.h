@@ -79,6 +79,7 @@ struct imap_session {
 	int sasl_step;             /* 0 none; mechanism-specific steps */
 	char sasl_mech[16];
 	char sasl_user[320];
+	struct sasl_server *scram; /* SCRAM-SHA-256 exchange (auth/sasl.h) */
 	/* APPEND streaming */
 	store_delivery_t *append;
 	int append_streaming;

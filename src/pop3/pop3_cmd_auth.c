@@ -1,10 +1,12 @@
-/* USER / PASS (RFC 1939 7), APOP (RFC 1939 7), AUTH PLAIN / LOGIN (RFC 5034,
- * RFC 4616) with initial response. Passwords are checked on the auth pool;
+/* USER / PASS (RFC 1939 7), APOP (RFC 1939 7), AUTH PLAIN / LOGIN /
+ * SCRAM-SHA-256 (RFC 5034, RFC 4616, RFC 5802, RFC 7677) with initial
+ * response. Passwords are checked on the auth pool;
  * failures are answered after a delay that grows with each failure, and
  * never say whether the user exists (RFC 3206 [AUTH]). */
 #include "pop3/pop3_session.h"
 
 #include "auth/auth.h"
+#include "auth/sasl.h"
 #include "core/log.h"
 #include "store/store.h"
 
@@ -181,6 +183,8 @@ void pop3_cmd_apop(struct pop3_session *s, const struct pop3_cmd_args *a)
 static void sasl_end(struct pop3_session *s)
 {
 	s->sasl_step = 0;
+	sasl_free(s->scram);
+	s->scram = NULL;
 	explicit_bzero(s->sasl_user, sizeof(s->sasl_user));
 	pop3_parser_set_max(&s->parser, POP3_LINE_MAX);
 }
@@ -227,6 +231,43 @@ static void sasl_plain(struct pop3_session *s, const char *resp, size_t len)
 	free(dec);
 }
 
+/* SCRAM-SHA-256 (RFC 5802): the server-final message goes in a "+ "
+ * continuation, answered by an empty line, then +OK (RFC 5034 4). */
+static void sasl_scram(struct pop3_session *s, const char *resp)
+{
+	if (s->sasl_step == 2) {
+		if (*resp != '\0') {
+			sasl_end(s);
+			pop3_err(s, "Expected an empty response");
+			return;
+		}
+		char address[POP3_USER_MAX + 1];
+		int64_t user_id = sasl_user_id(s->scram);
+		snprintf(address, sizeof(address), "%s", sasl_authid(s->scram));
+		sasl_end(s);
+		log_info("pop3", s->id, "event=auth method=scram-sha-256");
+		pop3_login(s, user_id, address);
+		return;
+	}
+	char *out;
+	int done;
+	int r = sasl_scram_step(s->scram, resp, &out, &done);
+	if (r == -2) {
+		sasl_end(s);
+		pop3_fail(s, "[SYS/TEMP] Temporary failure, try again later");
+	} else if (r < 0) {
+		/* wrong password, unknown user, malformed message: all alike */
+		sasl_end(s);
+		login_failed(s, "scram");
+	} else {
+		s->sasl_step = done ? 2 : 1;
+		pop3_write(s, "+ ", 2);
+		pop3_write(s, out, strlen(out));
+		pop3_write(s, "\r\n", 2);
+		free(out);
+	}
+}
+
 void pop3_sasl_input(struct pop3_session *s, const char *line, size_t len)
 {
 	if (line == NULL) {
@@ -237,6 +278,10 @@ void pop3_sasl_input(struct pop3_session *s, const char *line, size_t len)
 	if (len == 1 && line[0] == '*') {
 		sasl_end(s);
 		pop3_fail(s, "Authentication cancelled");
+		return;
+	}
+	if (s->scram != NULL) {
+		sasl_scram(s, line);
 		return;
 	}
 	if (!s->sasl_login) {
@@ -272,7 +317,7 @@ void pop3_sasl_input(struct pop3_session *s, const char *line, size_t len)
 static void write_mechanisms(struct pop3_session *s)
 {
 	if (pop3_plaintext_ok(s))
-		pop3_write(s, "PLAIN\r\nLOGIN\r\n", 14);
+		pop3_write(s, "PLAIN\r\nLOGIN\r\nSCRAM-SHA-256\r\n", 29);
 }
 
 void pop3_cmd_auth(struct pop3_session *s, const struct pop3_cmd_args *a)
@@ -287,10 +332,12 @@ void pop3_cmd_auth(struct pop3_session *s, const struct pop3_cmd_args *a)
 	const char *mech = a->args[0];
 	const char *ir = a->n_args == 2 ? a->args[1] : NULL;
 	int plain = strcasecmp(mech, "PLAIN") == 0;
-	if (!plain && strcasecmp(mech, "LOGIN") != 0) {
+	int scram = strcasecmp(mech, "SCRAM-SHA-256") == 0;
+	if (!plain && !scram && strcasecmp(mech, "LOGIN") != 0) {
 		pop3_err(s, "Unsupported authentication mechanism");
 		return;
 	}
+	/* SCRAM sends no password, but follows the same rule as the others */
 	if (!check_plaintext(s))
 		return;
 	s->user[0] = '\0';
@@ -298,6 +345,21 @@ void pop3_cmd_auth(struct pop3_session *s, const struct pop3_cmd_args *a)
 	/* RFC 5034 4: "=" is an empty initial response */
 	if (ir != NULL && strcmp(ir, "=") == 0)
 		ir = "";
+	if (scram) {
+		sasl_free(s->scram);
+		if ((s->scram = sasl_scram_start(s->srv->store)) == NULL) {
+			pop3_fail(s, "[SYS/TEMP] Temporary failure, try again later");
+			return;
+		}
+		s->sasl_step = 1;
+		pop3_parser_set_max(&s->parser, POP3_SASL_LINE_MAX);
+		if (ir != NULL) {
+			sasl_scram(s, ir);
+			return;
+		}
+		pop3_write(s, "+ \r\n", 4);
+		return;
+	}
 	if (plain) {
 		if (ir != NULL) {
 			sasl_plain(s, ir, strlen(ir));

@@ -29,7 +29,7 @@ void pop3_cmd_capa(struct pop3_session *s, const struct pop3_cmd_args *a)
 			 "IMPLEMENTATION Petrel\r\n"
 			 "%s"
 			 ".\r\n",
-			 plain ? "USER\r\n" : "", plain ? "SASL PLAIN LOGIN\r\n" : "",
+			 plain ? "USER\r\n" : "", plain ? "SASL PLAIN LOGIN SCRAM-SHA-256\r\n" : "",
 			 stls ? "STLS\r\n" : "");
 	pop3_ok(s, "Capability list follows");
 	pop3_write(s, buf, (size_t)n);

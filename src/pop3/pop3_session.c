@@ -3,6 +3,7 @@
  * session's end. */
 #include "pop3/pop3_session.h"
 
+#include "auth/sasl.h"
 #include "core/config.h"
 #include "core/log.h"
 
@@ -370,6 +371,7 @@ static void pop3_closed(void *arg)
 	pop3_maildrop_free(&s->md);
 	pop3_parser_free(&s->parser);
 	explicit_bzero(s->sasl_user, sizeof(s->sasl_user));
+	sasl_free(s->scram);
 	s->handle->s = NULL;
 	handle_unref(s->handle);
 	free(s);

@@ -86,6 +86,9 @@ struct pop3_session {
 	int sasl_step;             /* 0 none; 1 first response; 2 LOGIN password */
 	int sasl_login;            /* LOGIN (else PLAIN) */
 	char sasl_user[POP3_USER_MAX + 1];
+	/* SCRAM-SHA-256 exchange (auth/sasl.h); then sasl_step 1 is a client
+	 * message, 2 the empty response after the server-final message */
+	struct sasl_server *scram;
 	/* a long multi-line response in progress, continued when output drains */
 	void (*cont)(struct pop3_session *s);
 	struct pop3_body *body;    /* RETR/TOP */

@@ -85,6 +85,16 @@ int store_user_set_apop(store_t *store, const char *address, const char *secret,
  * 0 no such user (*secret_r NULL). */
 int store_user_apop_secret(store_t *store, const char *address, int64_t *user_id_r,
 			   char **secret_r, const char **error_r);
+/* SCRAM-SHA-256 secrets (auth/scram.h makes them: "iter:salt_b64:storedkey_hex:
+ * serverkey_hex"); NULL removes them. store_user_set_password removes them
+ * too, so set them again after it. -1 also for no such user. */
+int store_user_set_scram(store_t *store, const char *address, const char *scram,
+			 const char **error_r);
+/* 1 user found with secrets: *scram_r is a malloc'd copy the caller frees,
+ * user_id_r (may be NULL) is set. 0 no such user or no secrets (*scram_r
+ * NULL), -1 error. */
+int store_user_scram(store_t *store, const char *address, int64_t *user_id_r, char **scram_r,
+		     const char **error_r);
 /* Calls cb for every user (address order); domain NULL means all domains. */
 int store_user_list(store_t *store, const char *domain,
 		    void (*cb)(void *ctx, const char *address), void *ctx,

@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 #define DATA_DIR_MAX 3072
 #define LOCALPART_MAX 64
 #define DOMAIN_MAX 253
@@ -99,7 +99,7 @@ static const char schema_sql[] =
 	"  name TEXT NOT NULL,"
 	"  PRIMARY KEY (user_id, name)) WITHOUT ROWID;"
 	/* A new database starts at 2; an old one stays at 1 until migrated.
-	 * Both go on to 3 in schema_migrate_3 (ALTER TABLE cannot be made
+	 * Both go on to 3 and 4 in schema_add_column (ALTER TABLE cannot be made
 	 * conditional in SQL). */
 	"INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', 2);"
 	/* The last UIDVALIDITY handed out (see store_uidvalidity_next). */
@@ -147,7 +147,9 @@ static const char *const stmt_sql[STMT_COUNT] = {
 		"INSERT INTO users(domain_id, localpart, password_hash, created)"
 		" VALUES (?1, ?2, ?3, ?4)",
 	[STMT_USER_SET_PASSWORD] =
-		"UPDATE users SET password_hash = ?3 WHERE localpart = ?2"
+		/* SCRAM secrets of the old password go with it (the caller
+		 * stores new ones: store_user_set_scram). */
+		"UPDATE users SET password_hash = ?3, scram_sha256 = NULL WHERE localpart = ?2"
 		" AND domain_id = (SELECT id FROM domains WHERE name = ?1)",
 	[STMT_USER_BLOBS] =
 		"SELECT m.blob_id, count(*) FROM messages m"
@@ -279,6 +281,13 @@ static const char *const stmt_sql[STMT_COUNT] = {
 		" WHERE d.name = ?1 AND u.localpart = ?2",
 	[STMT_USER_APOP_SET] =
 		"UPDATE users SET apop_secret = ?3 WHERE localpart = ?2"
+		" AND domain_id = (SELECT id FROM domains WHERE name = ?1)",
+	[STMT_USER_SCRAM_GET] =
+		"SELECT u.id, u.scram_sha256 FROM users u"
+		" JOIN domains d ON d.id = u.domain_id"
+		" WHERE d.name = ?1 AND u.localpart = ?2",
+	[STMT_USER_SCRAM_SET] =
+		"UPDATE users SET scram_sha256 = ?3 WHERE localpart = ?2"
 		" AND domain_id = (SELECT id FROM domains WHERE name = ?1)",
 };
 
@@ -584,42 +593,53 @@ static int64_t query_int(struct store_conn *conn, const char *sql)
 	return v;
 }
 
-/* 2 -> 3: users.apop_secret (POP3 APOP, opt-in per user). SQLite has no
- * ADD COLUMN IF NOT EXISTS: once the version says 2, it is read again inside
- * the write transaction (another process may have migrated meanwhile) and
- * the column is looked for before it is added. */
-static int schema_migrate_3(struct store_conn *conn, const char **error_r)
+/* Schema steps that add one nullable column to users: 2 -> 3
+ * users.apop_secret (POP3 APOP, opt-in per user), 3 -> 4 users.scram_sha256
+ * (SCRAM-SHA-256 secrets, set with the password). SQLite has no ADD COLUMN
+ * IF NOT EXISTS: once the version says `from`, it is read again inside the
+ * write transaction (another process may have migrated meanwhile) and the
+ * column is looked for before it is added. */
+static int schema_add_column(struct store_conn *conn, int from, const char *column,
+			     const char **error_r)
 {
 	static const char version_sql[] =
 		"SELECT value FROM meta WHERE key = 'schema_version'";
+	char sql[160];
 	int rc = SQLITE_BUSY;
 
-	if (query_int(conn, version_sql) != 2)
+	if (query_int(conn, version_sql) != from)
 		return 0; /* migrated (or another version: schema_setup says so) */
 	for (int i = 0; i < SETUP_ATTEMPTS && rc == SQLITE_BUSY; i++) {
 		if (i > 0)
 			usleep(10 * 1000);
 		rc = sqlite3_exec(conn->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 		if (rc != SQLITE_OK) {
-			*error_r = store_db_error(conn, "migrating the database to schema 3");
+			*error_r = store_errorf("%s (migrating the database to schema %d)",
+						sqlite3_errmsg(conn->db), from + 1);
 			continue;
 		}
-		if (query_int(conn, version_sql) == 2) {
-			if (query_int(conn, "SELECT count(*) FROM pragma_table_info('users')"
-					    " WHERE name = 'apop_secret'") == 0)
-				rc = sqlite3_exec(conn->db,
-						  "ALTER TABLE users ADD COLUMN apop_secret TEXT",
-						  NULL, NULL, NULL);
-			if (rc == SQLITE_OK)
-				rc = sqlite3_exec(conn->db,
-						  "UPDATE meta SET value = 3"
-						  " WHERE key = 'schema_version' AND value = 2",
-						  NULL, NULL, NULL);
+		if (query_int(conn, version_sql) == from) {
+			snprintf(sql, sizeof(sql),
+				 "SELECT count(*) FROM pragma_table_info('users') WHERE name = '%s'",
+				 column);
+			if (query_int(conn, sql) == 0) {
+				snprintf(sql, sizeof(sql), "ALTER TABLE users ADD COLUMN %s TEXT",
+					 column);
+				rc = sqlite3_exec(conn->db, sql, NULL, NULL, NULL);
+			}
+			if (rc == SQLITE_OK) {
+				snprintf(sql, sizeof(sql),
+					 "UPDATE meta SET value = %d"
+					 " WHERE key = 'schema_version' AND value = %d",
+					 from + 1, from);
+				rc = sqlite3_exec(conn->db, sql, NULL, NULL, NULL);
+			}
 		}
 		if (rc == SQLITE_OK)
 			rc = sqlite3_exec(conn->db, "COMMIT", NULL, NULL, NULL);
 		if (rc != SQLITE_OK)
-			*error_r = store_db_error(conn, "migrating the database to schema 3");
+			*error_r = store_errorf("%s (migrating the database to schema %d)",
+						sqlite3_errmsg(conn->db), from + 1);
 		if (!sqlite3_get_autocommit(conn->db))
 			(void)sqlite3_exec(conn->db, "ROLLBACK", NULL, NULL, NULL);
 	}
@@ -634,7 +654,8 @@ static int schema_setup(struct store_conn *conn, const char **error_r)
 	/* WAL is a property of the database file: set once, kept forever. */
 	if (exec_setup(conn, "PRAGMA journal_mode = WAL", true, error_r) < 0 ||
 	    exec_setup(conn, schema_sql, false, error_r) < 0 ||
-	    schema_migrate_3(conn, error_r) < 0)
+	    schema_add_column(conn, 2, "apop_secret", error_r) < 0 ||
+	    schema_add_column(conn, 3, "scram_sha256", error_r) < 0)
 		return -1;
 	if ((stmt = stmt_get(conn, STMT_SCHEMA_VERSION, error_r)) == NULL)
 		return -1;
@@ -1336,6 +1357,77 @@ int store_user_apop_secret(store_t *store, const char *address, int64_t *user_id
 		ret = rc == SQLITE_DONE ? 0 : step_error(conn, error_r);
 	}
 	stmt_put(conn, STMT_USER_APOP_GET, stmt);
+	return ret;
+}
+
+int store_user_set_scram(store_t *store, const char *address, const char *scram,
+			 const char **error_r)
+{
+	struct store_conn *conn;
+	struct address addr;
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (address_parse(address, &addr, error_r) < 0)
+		return -1;
+	if (scram != NULL && scram[0] == '\0') {
+		*error_r = "the SCRAM secrets are empty";
+		return -1;
+	}
+	if ((conn = store_conn_get(store, error_r)) == NULL ||
+	    (stmt = stmt_get(conn, STMT_USER_SCRAM_SET, error_r)) == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, addr.domain, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, addr.local, -1, SQLITE_STATIC);
+	if (scram != NULL)
+		sqlite3_bind_text(stmt, 3, scram, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(stmt, 3);
+	rc = sqlite3_step(stmt);
+	stmt_put(conn, STMT_USER_SCRAM_SET, stmt);
+	if (rc != SQLITE_DONE)
+		return step_error(conn, error_r);
+	if (sqlite3_changes(conn->db) == 0) {
+		*error_r = store_errorf("no such user: %s@%s", addr.local, addr.domain);
+		return -1;
+	}
+	return 0;
+}
+
+int store_user_scram(store_t *store, const char *address, int64_t *user_id_r, char **scram_r,
+		     const char **error_r)
+{
+	struct store_conn *conn;
+	struct address addr;
+	sqlite3_stmt *stmt;
+	int rc, ret;
+
+	*scram_r = NULL;
+	if (address_parse(address, &addr, error_r) < 0)
+		return 0;
+	if ((conn = store_conn_get(store, error_r)) == NULL ||
+	    (stmt = stmt_get(conn, STMT_USER_SCRAM_GET, error_r)) == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, addr.domain, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, addr.local, -1, SQLITE_STATIC);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		ret = 0;
+		if (sqlite3_column_type(stmt, 1) != SQLITE_NULL) {
+			if ((*scram_r = strdup((const char *)sqlite3_column_text(stmt, 1))) ==
+			    NULL) {
+				*error_r = "out of memory";
+				ret = -1;
+			} else {
+				ret = 1;
+				if (user_id_r != NULL)
+					*user_id_r = sqlite3_column_int64(stmt, 0);
+			}
+		}
+	} else {
+		ret = rc == SQLITE_DONE ? 0 : step_error(conn, error_r);
+	}
+	stmt_put(conn, STMT_USER_SCRAM_GET, stmt);
 	return ret;
 }
 

@@ -80,6 +80,8 @@ enum stmt_id {
 	/* schema 3: APOP secrets (POP3) */
 	STMT_USER_APOP_GET,
 	STMT_USER_APOP_SET,
+	STMT_USER_SCRAM_GET,
+	STMT_USER_SCRAM_SET,
 	STMT_COUNT
 };
 

@@ -23,7 +23,7 @@ from imap_helpers import (ALICE, LISTEN, RawImap, append, appenduid, lit, msg,
 
 CAPS_ALWAYS = {"IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE",
                "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "BINARY"}
-CAPS_PREAUTH = {"STARTTLS", "AUTH=PLAIN", "AUTH=LOGIN"}  # loopback: cleartext allowed
+CAPS_PREAUTH = {"STARTTLS", "AUTH=PLAIN", "AUTH=LOGIN", "AUTH=SCRAM-SHA-256"}  # loopback: cleartext allowed
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ def test_greeting_timestamp_and_capa(srv):
 
     assert a.cmd("CAPA") == b"+OK Capability list follows"
     capa = a.multiline().split(b"\r\n")[:-1]
-    assert capa == [b"TOP", b"UIDL", b"USER", b"SASL PLAIN LOGIN", b"RESP-CODES",
+    assert capa == [b"TOP", b"UIDL", b"USER", b"SASL PLAIN LOGIN SCRAM-SHA-256", b"RESP-CODES",
                     b"AUTH-RESP-CODE", b"PIPELINING", b"EXPIRE NEVER", b"LOGIN-DELAY 0",
                     b"IMPLEMENTATION Petrel", b"STLS"]
     a.login()
@@ -423,7 +423,7 @@ def test_auth_plain_and_login(srv):
     plain = b64(f"\0{ALICE[0]}\0{ALICE[1]}")
     c = RawPop3(pop3_port(srv))
     assert c.cmd("AUTH").startswith(b"+OK")
-    assert c.multiline() == b"PLAIN\r\nLOGIN\r\n"
+    assert c.multiline() == b"PLAIN\r\nLOGIN\r\nSCRAM-SHA-256\r\n"
     assert c.cmd(f"AUTH PLAIN {plain}").startswith(b"+OK Logged in")
     c.cmd("QUIT")
     c = RawPop3(pop3_port(srv))
