@@ -1293,8 +1293,9 @@ int store_user_lookup(store_t *store, const char *address, int64_t *user_id_r,
 	return ret;
 }
 
-int store_user_set_apop(store_t *store, const char *address, const char *secret,
-			const char **error_r)
+/* Set (or with NULL clear) one of the users' nullable secret columns. */
+static int user_secret_set(store_t *store, const char *address, enum stmt_id id,
+			   const char *secret, const char *what, const char **error_r)
 {
 	struct store_conn *conn;
 	struct address addr;
@@ -1304,11 +1305,11 @@ int store_user_set_apop(store_t *store, const char *address, const char *secret,
 	if (address_parse(address, &addr, error_r) < 0)
 		return -1;
 	if (secret != NULL && secret[0] == '\0') {
-		*error_r = "the APOP secret is empty";
+		*error_r = store_errorf("the %s is empty", what);
 		return -1;
 	}
 	if ((conn = store_conn_get(store, error_r)) == NULL ||
-	    (stmt = stmt_get(conn, STMT_USER_APOP_SET, error_r)) == NULL)
+	    (stmt = stmt_get(conn, id, error_r)) == NULL)
 		return -1;
 	sqlite3_bind_text(stmt, 1, addr.domain, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 2, addr.local, -1, SQLITE_STATIC);
@@ -1317,7 +1318,7 @@ int store_user_set_apop(store_t *store, const char *address, const char *secret,
 	else
 		sqlite3_bind_null(stmt, 3);
 	rc = sqlite3_step(stmt);
-	stmt_put(conn, STMT_USER_APOP_SET, stmt);
+	stmt_put(conn, id, stmt);
 	if (rc != SQLITE_DONE)
 		return step_error(conn, error_r);
 	if (sqlite3_changes(conn->db) == 0) {
@@ -1327,8 +1328,10 @@ int store_user_set_apop(store_t *store, const char *address, const char *secret,
 	return 0;
 }
 
-int store_user_apop_secret(store_t *store, const char *address, int64_t *user_id_r,
-			   char **secret_r, const char **error_r)
+/* 1 user found (*secret_r malloc'd, or NULL when the column is NULL),
+ * 0 no such user, -1 error. */
+static int user_secret_get(store_t *store, const char *address, enum stmt_id id,
+			   int64_t *user_id_r, char **secret_r, const char **error_r)
 {
 	struct store_conn *conn;
 	struct address addr;
@@ -1339,7 +1342,7 @@ int store_user_apop_secret(store_t *store, const char *address, int64_t *user_id
 	if (address_parse(address, &addr, error_r) < 0)
 		return 0;
 	if ((conn = store_conn_get(store, error_r)) == NULL ||
-	    (stmt = stmt_get(conn, STMT_USER_APOP_GET, error_r)) == NULL)
+	    (stmt = stmt_get(conn, id, error_r)) == NULL)
 		return -1;
 	sqlite3_bind_text(stmt, 1, addr.domain, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 2, addr.local, -1, SQLITE_STATIC);
@@ -1356,79 +1359,39 @@ int store_user_apop_secret(store_t *store, const char *address, int64_t *user_id
 	} else {
 		ret = rc == SQLITE_DONE ? 0 : step_error(conn, error_r);
 	}
-	stmt_put(conn, STMT_USER_APOP_GET, stmt);
+	stmt_put(conn, id, stmt);
 	return ret;
+}
+
+int store_user_set_apop(store_t *store, const char *address, const char *secret,
+			const char **error_r)
+{
+	return user_secret_set(store, address, STMT_USER_APOP_SET, secret, "APOP secret", error_r);
+}
+
+int store_user_apop_secret(store_t *store, const char *address, int64_t *user_id_r,
+			   char **secret_r, const char **error_r)
+{
+	return user_secret_get(store, address, STMT_USER_APOP_GET, user_id_r, secret_r, error_r);
 }
 
 int store_user_set_scram(store_t *store, const char *address, const char *scram,
 			 const char **error_r)
 {
-	struct store_conn *conn;
-	struct address addr;
-	sqlite3_stmt *stmt;
-	int rc;
-
-	if (address_parse(address, &addr, error_r) < 0)
-		return -1;
-	if (scram != NULL && scram[0] == '\0') {
-		*error_r = "the SCRAM secrets are empty";
-		return -1;
-	}
-	if ((conn = store_conn_get(store, error_r)) == NULL ||
-	    (stmt = stmt_get(conn, STMT_USER_SCRAM_SET, error_r)) == NULL)
-		return -1;
-	sqlite3_bind_text(stmt, 1, addr.domain, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, addr.local, -1, SQLITE_STATIC);
-	if (scram != NULL)
-		sqlite3_bind_text(stmt, 3, scram, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_null(stmt, 3);
-	rc = sqlite3_step(stmt);
-	stmt_put(conn, STMT_USER_SCRAM_SET, stmt);
-	if (rc != SQLITE_DONE)
-		return step_error(conn, error_r);
-	if (sqlite3_changes(conn->db) == 0) {
-		*error_r = store_errorf("no such user: %s@%s", addr.local, addr.domain);
-		return -1;
-	}
-	return 0;
+	return user_secret_set(store, address, STMT_USER_SCRAM_SET, scram, "SCRAM secrets",
+			       error_r);
 }
 
 int store_user_scram(store_t *store, const char *address, int64_t *user_id_r, char **scram_r,
 		     const char **error_r)
 {
-	struct store_conn *conn;
-	struct address addr;
-	sqlite3_stmt *stmt;
-	int rc, ret;
-
-	*scram_r = NULL;
-	if (address_parse(address, &addr, error_r) < 0)
-		return 0;
-	if ((conn = store_conn_get(store, error_r)) == NULL ||
-	    (stmt = stmt_get(conn, STMT_USER_SCRAM_GET, error_r)) == NULL)
-		return -1;
-	sqlite3_bind_text(stmt, 1, addr.domain, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, addr.local, -1, SQLITE_STATIC);
-	rc = sqlite3_step(stmt);
-	if (rc == SQLITE_ROW) {
-		ret = 0;
-		if (sqlite3_column_type(stmt, 1) != SQLITE_NULL) {
-			if ((*scram_r = strdup((const char *)sqlite3_column_text(stmt, 1))) ==
-			    NULL) {
-				*error_r = "out of memory";
-				ret = -1;
-			} else {
-				ret = 1;
-				if (user_id_r != NULL)
-					*user_id_r = sqlite3_column_int64(stmt, 0);
-			}
-		}
-	} else {
-		ret = rc == SQLITE_DONE ? 0 : step_error(conn, error_r);
-	}
-	stmt_put(conn, STMT_USER_SCRAM_GET, stmt);
-	return ret;
+	int64_t id;
+	int r = user_secret_get(store, address, STMT_USER_SCRAM_GET, &id, scram_r, error_r);
+	if (r == 1 && *scram_r == NULL)
+		return 0; /* a user without SCRAM secrets */
+	if (r == 1 && user_id_r != NULL)
+		*user_id_r = id;
+	return r;
 }
 
 int store_user_list(store_t *store, const char *domain,
