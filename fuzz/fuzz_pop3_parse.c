@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base64.h"
 #include "pop3/pop3_parse.h"
 
 static void check(int ok)
@@ -227,7 +228,7 @@ static void check_base64(const uint8_t *data, size_t size)
 	check(in != NULL && dec != NULL);
 	memcpy(in, data, size);
 	size_t n;
-	if (pop3_base64_decode(in, size, dec, &n) == 0) {
+	if (base64_decode(in, size, dec, &n) == 0) {
 		check(n == size / 4 * 3 - (size >= 1 && in[size - 1] == '=') -
 			       (size >= 2 && in[size - 2] == '='));
 		check(dec[n] == '\0');

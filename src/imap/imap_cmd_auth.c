@@ -6,6 +6,7 @@
 
 #include "auth/auth.h"
 #include "auth/sasl.h"
+#include "core/base64.h"
 #include "core/config.h"
 #include "core/log.h"
 
@@ -99,50 +100,15 @@ void imap_cmd_login(struct imap_session *s, struct imap_cmd *cmd)
 
 /* ---- SASL ---- */
 
-static int b64val(int c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/* Strict base64 decode; malloc'd, NUL-terminated; -1 on bad input. */
+/* Strict base64 decode into a malloc'd, NUL-terminated buffer. */
 static int b64_decode(const char *in, size_t len, char **out_r, size_t *n_r)
 {
-	if (len % 4 != 0)
-		return -1;
 	char *out = malloc(len / 4 * 3 + 1);
-	size_t o = 0;
-	for (size_t i = 0; i < len; i += 4) {
-		int v[4];
-		for (int k = 0; k < 4; k++) {
-			v[k] = in[i + k] == '=' ? -2 : b64val((unsigned char)in[i + k]);
-			if (v[k] == -1 || (v[k] == -2 && (i + 4 < len || k < 2))) {
-				free(out);
-				return -1;
-			}
-		}
-		if (v[2] == -2 && v[3] != -2) {
-			free(out);
-			return -1;
-		}
-		out[o++] = (char)(v[0] << 2 | v[1] >> 4);
-		if (v[2] >= 0)
-			out[o++] = (char)((v[1] & 15) << 4 | v[2] >> 2);
-		if (v[3] >= 0)
-			out[o++] = (char)((v[2] & 3) << 6 | v[3]);
+	if (out == NULL || base64_decode(in, len, out, n_r) < 0) {
+		free(out);
+		return -1;
 	}
-	out[o] = '\0';
 	*out_r = out;
-	*n_r = o;
 	return 0;
 }
 

@@ -6,6 +6,7 @@
 #include "pop3/pop3_session.h"
 
 #include "auth/auth.h"
+#include "core/base64.h"
 #include "auth/sasl.h"
 #include "core/log.h"
 #include "store/store.h"
@@ -198,7 +199,7 @@ static char *decode(struct pop3_session *s, const char *in, size_t len, size_t *
 		pop3_fail(s, "[SYS/TEMP] Out of memory");
 		return NULL;
 	}
-	if (pop3_base64_decode(in, len, out, n_r) < 0) {
+	if (base64_decode(in, len, out, n_r) < 0) {
 		free(out);
 		sasl_end(s);
 		pop3_err(s, "Invalid base64");

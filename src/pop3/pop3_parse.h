@@ -116,13 +116,6 @@ size_t pop3_stuffer_encode(struct pop3_stuffer *st, const char *in, size_t len, 
  * ".\r\n". out must hold 5 octets; returns the count. */
 size_t pop3_stuffer_finish(const struct pop3_stuffer *st, char *out);
 
-/* ----------------------------------------------------------------- base64 */
-
-/* Strict RFC 4648 base64 (padding required, no whitespace). out must hold
- * len / 4 * 3 + 1 octets; it is NUL-terminated (the decoded octets may hold
- * NULs themselves). 0 ok with *n_r, -1 malformed. */
-int pop3_base64_decode(const char *in, size_t len, char *out, size_t *n_r);
-
 /* -------------------------------------------------------------------- MD5 */
 
 void pop3_md5(const void *data, size_t len, unsigned char digest[16]);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base64.h"
 #include "pop3/pop3_parse.h"
 
 /* ------------------------------------------------------------ transcript */
@@ -455,7 +456,7 @@ static void check_b64(const char *in, int ok, const char *want, size_t want_len)
 	char *out = malloc(len / 4 * 3 + 1);
 	memcpy(copy, in, len);
 	size_t n = 99;
-	int r = pop3_base64_decode(copy, len, out, &n);
+	int r = base64_decode(copy, len, out, &n);
 	assert_int_equal(r, ok ? 0 : -1);
 	if (ok) {
 		assert_int_equal(n, want_len);
