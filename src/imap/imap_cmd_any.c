@@ -1,4 +1,4 @@
-/* CAPABILITY, NOOP, CHECK, LOGOUT, ID, ENABLE, STARTTLS, IDLE. */
+/* CAPABILITY, NOOP, CHECK, LOGOUT, ID, ENABLE, STARTTLS, COMPRESS, IDLE. */
 #include "imap/imap_session.h"
 
 #include "core/config.h"
@@ -15,6 +15,10 @@ void imap_write_capabilities(struct imap_session *s)
 		       "LIST-STATUS STATUS=SIZE UTF8=ACCEPT "
 		       "APPENDLIMIT=%llu",
 		    (unsigned long long)s->srv->config->limits.max_message_size);
+	/* RFC 4978: offered in every state (clients look before LOGIN) but
+	 * accepted only once authenticated */
+	if (!net_conn_is_compressed(s->conn))
+		imap_printf(s, " COMPRESS=DEFLATE");
 	if (s->state == IMAP_NOTAUTH) {
 		if (net_conn_tls_available(s->conn))
 			imap_printf(s, " STARTTLS");
@@ -143,6 +147,40 @@ void imap_cmd_starttls(struct imap_session *s, struct imap_cmd *cmd)
 	imap_parser_reset(s->parser);
 	net_conn_starttls(s->conn);
 	log_info("imap", s->id, "event=starttls");
+}
+
+/* ---- COMPRESS (RFC 4978) ---- */
+
+void imap_cmd_compress(struct imap_session *s, struct imap_cmd *cmd)
+{
+	const char *mech = cmd->n_args == 1 ? imap_arg_atom(&cmd->args[0]) : NULL;
+	if (mech == NULL) {
+		imap_tagged(s, cmd->tag, "BAD", "Syntax: COMPRESS DEFLATE");
+		return;
+	}
+	if (strcasecmp(mech, "DEFLATE") != 0) {
+		imap_tagged(s, cmd->tag, "BAD", "Unknown compression mechanism");
+		return;
+	}
+	/* RFC 4978 3: the same mechanism already active answers NO with
+	 * COMPRESSIONACTIVE (the layer here is this very one) */
+	if (net_conn_is_compressed(s->conn)) {
+		imap_tagged(s, cmd->tag, "NO", "[COMPRESSIONACTIVE] DEFLATE is already active");
+		return;
+	}
+	/* The tagged OK goes out uncompressed and compression starts right
+	 * after its CRLF, both ways (RFC 4978 3). The parser took nothing past
+	 * this command's line: what the client pipelined after it is still in
+	 * the connection's input and is inflated from there. */
+	imap_tagged(s, cmd->tag, "OK", "DEFLATE active");
+	if (net_conn_compress(s->conn) < 0) {
+		/* too late for NO: the OK is written; without memory for a
+		 * compressor the session cannot go on */
+		log_error("imap", s->id, "event=compress-failed");
+		imap_session_close(s, NULL);
+		return;
+	}
+	log_info("imap", s->id, "event=compress mech=deflate");
 }
 
 /* ---- IDLE (RFC 2177) ---- */

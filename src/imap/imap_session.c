@@ -48,6 +48,7 @@ static const struct imap_command commands[] = {
 	{ "STATUS", imap_cmd_status, S_AUTH | S_SELECTED },
 	{ "APPEND", imap_cmd_append, S_AUTH | S_SELECTED },
 	{ "IDLE", imap_cmd_idle, S_AUTH | S_SELECTED },
+	{ "COMPRESS", imap_cmd_compress, S_AUTH | S_SELECTED },
 	{ "CHECK", imap_cmd_check, S_SELECTED },
 	{ "CLOSE", imap_cmd_close, S_SELECTED },
 	{ "UNSELECT", imap_cmd_unselect, S_SELECTED },

@@ -24,9 +24,31 @@
 #include <time.h>
 #include <unistd.h>
 
+#define ZLIB_CONST
+#include <zlib.h>
+
 /* Input is read at most this far ahead of the protocol (bounds memory per
  * connection whatever the peer sends). */
 #define NET_INPUT_MAX (256 * 1024)
+
+/* Deflate level for compressed connections: RFC 4978 4 suggests 1-5 for
+ * IMAP responses (cheap, and most of the gain). */
+#define NET_DEFLATE_LEVEL 5
+/* Stack buffer for one round of deflate/inflate output. */
+#define NET_ZCHUNK (16 * 1024)
+
+/* A compression layer between the protocol and the socket (or TLS):
+ * the protocol reads plain octets from `in` and its writes are deflated
+ * straight into the bufferevent's output. */
+struct net_zlayer {
+	z_stream deflate;
+	z_stream inflate;
+	struct evbuffer *in;   /* inflated input, at most NET_INPUT_MAX */
+	struct event *flush;   /* Z_SYNC_FLUSH once the current batch of writes ends */
+	int flush_pending;
+	int inflate_end;       /* the peer finished its deflate stream */
+	int error;             /* corrupt input: the connection closes */
+};
 
 struct post_item {
 	void (*fn)(void *);
@@ -96,11 +118,17 @@ struct net_conn {
 	int in_input;       /* reentrancy guard */
 	char *line;
 	size_t line_cap;
+	struct net_zlayer *z; /* COMPRESS active */
 	net_conn_t *prev, *next;
 };
 
 static void conn_setup_bev(net_conn_t *c);
 static void conn_free(net_conn_t *c);
+
+static void conn_kick(net_conn_t *c)
+{
+	event_active(c->kick, EV_READ, 0);
+}
 
 /* ------------------------------------------------------------------ workers */
 
@@ -169,30 +197,204 @@ void net_conn_tls_describe(net_conn_t *c, char *buf, size_t bufsz)
 	tls_describe(c->bev, buf, bufsz);
 }
 
+/* ------------------------------------------------------------- compression */
+
+/* Inflate buffered compressed input into z->in, up to NET_INPUT_MAX plain
+ * octets: the plain input obeys the same bound as uncompressed input (a small
+ * "zip bomb" cannot grow it), and what is left stays compressed in the
+ * bufferevent, whose own read watermark stops reading from the socket. */
+static void z_fill(net_conn_t *c)
+{
+	struct net_zlayer *z = c->z;
+	struct evbuffer *raw = bufferevent_get_input(c->bev);
+	unsigned char out[NET_ZCHUNK];
+	while (!z->error) {
+		size_t have = evbuffer_get_length(z->in);
+		if (have >= NET_INPUT_MAX || evbuffer_get_length(raw) == 0)
+			return;
+		if (z->inflate_end) {
+			z->error = 1; /* octets after the end of the client's stream */
+			return;
+		}
+		struct evbuffer_iovec v;
+		if (evbuffer_peek(raw, -1, NULL, &v, 1) < 1)
+			return;
+		size_t room = NET_INPUT_MAX - have < sizeof(out) ? NET_INPUT_MAX - have : sizeof(out);
+		size_t avail = v.iov_len < NET_ZCHUNK * 4 ? v.iov_len : NET_ZCHUNK * 4;
+		z->inflate.next_in = v.iov_base;
+		z->inflate.avail_in = (uInt)avail;
+		z->inflate.next_out = out;
+		z->inflate.avail_out = (uInt)room;
+		int r = inflate(&z->inflate, Z_NO_FLUSH);
+		size_t used = avail - z->inflate.avail_in;
+		size_t produced = room - z->inflate.avail_out;
+		evbuffer_drain(raw, used);
+		if (produced > 0)
+			evbuffer_add(z->in, out, produced);
+		if (r == Z_STREAM_END)
+			z->inflate_end = 1;
+		else if (r != Z_OK && !(r == Z_BUF_ERROR && (used > 0 || produced > 0)))
+			z->error = 1;
+	}
+}
+
+/* Where the protocol reads: plain octets, topped up from the compressed
+ * stream on every access. */
+static struct evbuffer *conn_input(net_conn_t *c)
+{
+	if (c->z == NULL)
+		return bufferevent_get_input(c->bev);
+	z_fill(c);
+	return c->z->in;
+}
+
+static void z_deflate(net_conn_t *c, const void *data, size_t len, int flush)
+{
+	z_stream *zs = &c->z->deflate;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	unsigned char buf[NET_ZCHUNK];
+	const unsigned char *p = data;
+	do {
+		/* avail_in is a uInt: feed very large writes in slices */
+		size_t slice = len < (1u << 30) ? len : (1u << 30);
+		zs->next_in = p;
+		zs->avail_in = (uInt)slice;
+		do {
+			zs->next_out = buf;
+			zs->avail_out = sizeof(buf);
+			deflate(zs, slice == len ? flush : Z_NO_FLUSH);
+			size_t n = sizeof(buf) - zs->avail_out;
+			if (n > 0)
+				evbuffer_add(out, buf, n);
+		} while (zs->avail_out == 0);
+		p += slice;
+		len -= slice;
+	} while (len > 0);
+}
+
+/* End of a batch of writes: push everything deflate holds to the peer, so a
+ * client never waits for a response kept in the compressor (IDLE updates,
+ * tagged replies). One flush per batch keeps the ratio of small writes. */
+static void z_flush_now(net_conn_t *c)
+{
+	if (c->z == NULL || !c->z->flush_pending)
+		return;
+	c->z->flush_pending = 0;
+	z_deflate(c, NULL, 0, Z_SYNC_FLUSH);
+}
+
+static void z_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	net_conn_t *c = arg;
+	if (!c->closed)
+		z_flush_now(c);
+}
+
+static void z_free(struct net_zlayer *z)
+{
+	if (z == NULL)
+		return;
+	deflateEnd(&z->deflate);
+	inflateEnd(&z->inflate);
+	evbuffer_free(z->in);
+	event_free(z->flush);
+	free(z);
+}
+
+int net_conn_compress(net_conn_t *c)
+{
+	if (c->z != NULL || c->closed || c->closing || c->tls_pending)
+		return -1;
+	struct net_zlayer *z = calloc(1, sizeof(*z));
+	if (z == NULL)
+		return -1;
+	/* raw deflate (windowBits -15), RFC 4978 4 */
+	if (deflateInit2(&z->deflate, NET_DEFLATE_LEVEL, Z_DEFLATED, -15, 8,
+			 Z_DEFAULT_STRATEGY) != Z_OK) {
+		free(z);
+		return -1;
+	}
+	if (inflateInit2(&z->inflate, -15) != Z_OK) {
+		deflateEnd(&z->deflate);
+		free(z);
+		return -1;
+	}
+	z->in = evbuffer_new();
+	z->flush = event_new(c->worker->base, -1, 0, z_flush_cb, c);
+	if (z->in == NULL || z->flush == NULL) {
+		if (z->in != NULL)
+			evbuffer_free(z->in);
+		if (z->flush != NULL)
+			event_free(z->flush);
+		deflateEnd(&z->deflate);
+		inflateEnd(&z->inflate);
+		free(z);
+		return -1;
+	}
+	/* Output written so far is already in the bufferevent, uncompressed;
+	 * everything written from now on is deflated behind it. Input still
+	 * buffered (pipelined after the command) is compressed: conn_input
+	 * inflates it on the next read. */
+	c->z = z;
+	c->discarding = 0;
+	conn_kick(c);
+	return 0;
+}
+
+int net_conn_is_compressed(const net_conn_t *c)
+{
+	return c->z != NULL;
+}
+
+/* The peer's compressed stream is corrupt: nothing after it can be trusted
+ * or even found; close (the output written so far is flushed first). */
+static void z_fail(net_conn_t *c)
+{
+	log_info("net", c->id, "event=inflate-error peer=%s error=\"%s\"", c->peer,
+		 c->z->inflate.msg != NULL ? c->z->inflate.msg
+		 : c->z->inflate_end  ? "data after the end of the stream"
+				      : "corrupt stream");
+	net_conn_close(c);
+}
+
 static void conn_run_input(net_conn_t *c)
 {
 	if (c->closed || c->closing || c->paused || c->tls_pending || c->in_input)
 		return;
-	if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+	struct evbuffer *in = conn_input(c);
+	if (evbuffer_get_length(in) == 0) {
+		if (c->z != NULL && c->z->error)
+			z_fail(c);
 		return;
+	}
 	if (!net_conn_can_process(c))
 		return;
 	c->in_input = 1;
 	c->ops->input(c->session);
 	c->in_input = 0;
-	if (c->closed)
+	if (c->closed) {
 		conn_free(c);
+		return;
+	}
+	if (c->z == NULL || c->closing)
+		return;
+	if (c->z->error) {
+		z_fail(c);
+		return;
+	}
+	/* The plain input was full when last topped up and the protocol has
+	 * consumed some since: more compressed input waits, and no socket
+	 * event may come for it. */
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 &&
+	    evbuffer_get_length(c->z->in) < NET_INPUT_MAX)
+		conn_kick(c);
 }
 
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what;
 	conn_run_input(arg);
-}
-
-static void conn_kick(net_conn_t *c)
-{
-	event_active(c->kick, EV_READ, 0);
 }
 
 /* The peer is gone or the close finished: tell the protocol, free later. */
@@ -222,6 +424,7 @@ static void conn_free(net_conn_t *c)
 	event_free(c->kick);
 	if (c->timer != NULL)
 		event_free(c->timer);
+	z_free(c->z);
 	bufferevent_free(c->bev);
 	/* A TLS bufferevent owns the fd and its SSL (freed with it). */
 	if (!c->tls)
@@ -402,7 +605,7 @@ static void conn_start(void *arg)
 
 int net_conn_readline(net_conn_t *c, size_t max, char **line_r, size_t *len_r)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = conn_input(c);
 	for (;;) {
 		size_t eol_len = 0;
 		struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
@@ -448,7 +651,7 @@ int net_conn_readline(net_conn_t *c, size_t max, char **line_r, size_t *len_r)
 
 size_t net_conn_peek(net_conn_t *c, const char **data_r)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = conn_input(c);
 	struct evbuffer_iovec v;
 	if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) {
 		*data_r = NULL;
@@ -460,12 +663,12 @@ size_t net_conn_peek(net_conn_t *c, const char **data_r)
 
 size_t net_conn_input_len(net_conn_t *c)
 {
-	return evbuffer_get_length(bufferevent_get_input(c->bev));
+	return evbuffer_get_length(conn_input(c));
 }
 
 void net_conn_consume(net_conn_t *c, size_t len)
 {
-	evbuffer_drain(bufferevent_get_input(c->bev), len);
+	evbuffer_drain(c->z != NULL ? c->z->in : bufferevent_get_input(c->bev), len);
 }
 
 int net_conn_can_process(net_conn_t *c)
@@ -477,6 +680,16 @@ void net_conn_write(net_conn_t *c, const void *data, size_t len)
 {
 	if (c->closed)
 		return;
+	if (c->z != NULL) {
+		if (len == 0)
+			return;
+		z_deflate(c, data, len, Z_NO_FLUSH);
+		if (!c->z->flush_pending) {
+			c->z->flush_pending = 1;
+			event_active(c->z->flush, EV_READ, 0);
+		}
+		return;
+	}
 	bufferevent_write(c->bev, data, len);
 }
 
@@ -486,7 +699,26 @@ void net_conn_printf(net_conn_t *c, const char *fmt, ...)
 		return;
 	va_list ap;
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
+	if (c->z == NULL) {
+		evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
+		va_end(ap);
+		return;
+	}
+	char buf[1024];
+	va_list ap2;
+	va_copy(ap2, ap);
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	if (n >= 0 && (size_t)n < sizeof(buf)) {
+		net_conn_write(c, buf, (size_t)n);
+	} else if (n >= 0) {
+		char *big = malloc((size_t)n + 1);
+		if (big != NULL) {
+			vsnprintf(big, (size_t)n + 1, fmt, ap2);
+			net_conn_write(c, big, (size_t)n);
+			free(big);
+		}
+	}
+	va_end(ap2);
 	va_end(ap);
 }
 
@@ -531,6 +763,7 @@ void net_conn_close(net_conn_t *c)
 		return;
 	c->closing = 1;
 	bufferevent_disable(c->bev, EV_READ);
+	z_flush_now(c); /* the last words may still sit in the compressor */
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
 		if (c->in_input) {
 			/* Freed on the way out of the input callback. */
@@ -549,7 +782,8 @@ void net_conn_close(net_conn_t *c)
 
 int net_conn_starttls(net_conn_t *c)
 {
-	if (!net_conn_tls_available(c) || c->tls_pending)
+	/* TLS goes below compression (RFC 4978 3), never above it */
+	if (!net_conn_tls_available(c) || c->tls_pending || c->z != NULL)
 		return -1;
 	/* CVE-2011-0411 class: nothing the client sent before the handshake
 	 * may be taken as a command after it. */

@@ -100,6 +100,16 @@ void net_conn_close(net_conn_t *conn);
  * when TLS is not configured or already active. */
 int net_conn_starttls(net_conn_t *conn);
 int net_conn_tls_available(net_conn_t *conn);
+/* Compress the connection both ways with raw DEFLATE (RFC 1951, zlib
+ * windowBits -15; IMAP COMPRESS, RFC 4978), between the protocol and the
+ * socket or TLS. Output written before the call goes out as it is; every
+ * octet written after it is compressed, and flushed (Z_SYNC_FLUSH) at the end
+ * of each batch of writes. Input still buffered (pipelined after the command
+ * that asked for it) and all later input is inflated, never beyond the input
+ * bound. Corrupt compressed input closes the connection. 0 ok, -1 when already
+ * compressed, closing, or out of memory. */
+int net_conn_compress(net_conn_t *conn);
+int net_conn_is_compressed(const net_conn_t *conn);
 
 /* Run fn(arg) on the connection's worker after ms milliseconds (failed-login
  * delays). One timer per connection: a new call replaces the pending one.
