@@ -334,3 +334,63 @@ def test_large_fetch_is_exact(small_output, tls):
     untagged, tagged = c.wait(t1)
     assert [r for r in untagged if r.startswith(b"* 1 FETCH")][0].endswith(lit(body) + b")\r\n")
     assert c.wait(t2) == ([], t2 + b" OK NOOP completed\r\n")
+
+
+OFFLINEIMAPRC = """[general]
+accounts = test
+metadata = {meta}
+
+[Account test]
+localrepository = local
+remoterepository = remote
+
+[Repository local]
+type = Maildir
+localfolders = {maildir}
+
+[Repository remote]
+type = IMAP
+remotehost = 127.0.0.1
+remoteport = {port}
+remoteuser = alice@example.test
+remotepass = secret-alice
+ssl = no
+starttls = no
+usecompression = yes
+"""
+
+
+def test_offlineimap_with_compression(srv, tmp_path):
+    """A real client: offlineimap (Debian's offlineimap3) with usecompression
+    sends COMPRESS DEFLATE after login and syncs both ways through it."""
+    import shutil
+    import subprocess
+    if shutil.which("offlineimap") is None:
+        pytest.skip("offlineimap is not installed")
+    c = login(srv)
+    for i in range(30):
+        append(c, b"INBOX", msg("offline %02d" % i, body="some text\r\n" * (i + 1)))
+    maildir = tmp_path / "Mail"
+    rc = tmp_path / "offlineimaprc"
+    rc.write_text(OFFLINEIMAPRC.format(meta=tmp_path / "meta", maildir=maildir,
+                                       port=srv.ports["imap"]))
+
+    def run():
+        r = subprocess.run(["offlineimap", "-c", str(rc), "-o", "-u", "basic"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout + r.stderr
+
+    run()
+    assert sum("event=compress mech=deflate" in line for line in srv.log_lines) >= 1, srv.log()
+    files = os.listdir(maildir / "INBOX" / "cur") + os.listdir(maildir / "INBOX" / "new")
+    assert len(files) == 30, files
+    # a message made locally goes up through the compressed stream
+    local = maildir / "INBOX" / "new" / "1700000000.local.host"
+    local.write_bytes(msg("made locally", body="offline body\r\n"))
+    before = sum("event=compress mech=deflate" in line for line in srv.log_lines)
+    run()
+    assert sum("event=compress mech=deflate" in line for line in srv.log_lines) > before
+    c.ok(b"EXAMINE INBOX")
+    untagged = c.ok(b"UID SEARCH SUBJECT \"made locally\"")
+    assert untagged[0].split()[2:], untagged
