@@ -444,6 +444,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
 static void write_cb(struct bufferevent *bev, void *arg)
 {
 	net_conn_t *c = arg;
+	if (c->closing)
+		z_flush_now(c); /* words written after the close asked for it */
 	size_t out = evbuffer_get_length(bufferevent_get_output(bev));
 	if (out == 0 && c->closing) {
 		conn_gone(c);

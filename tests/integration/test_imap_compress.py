@@ -251,6 +251,15 @@ def test_data_after_end_of_stream_closes(srv):
     c.read_until_closed()
 
 
+def asan_quarantine():
+    """An ASan build keeps freed memory in quarantine (256 MB by default):
+    RSS then says nothing about what the server holds."""
+    from conftest import PETREL_BIN
+    with open(PETREL_BIN, "rb") as f:
+        asan = b"__asan_init" in f.read()
+    return asan and "quarantine_size_mb" not in os.environ.get("ASAN_OPTIONS", "")
+
+
 def rss_kib(p):
     with open("/proc/%d/status" % p.proc.pid) as f:
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
@@ -287,7 +296,8 @@ def test_zip_bomb_is_bounded_and_limits_still_apply(srv):
     assert b" BAD " in tagged, tagged
     assert c.cmd(b"NOOP")[1].endswith(b" OK NOOP completed\r\n")
     grown = rss_kib(srv) - before
-    assert grown < 24 * 1024, grown
+    if not asan_quarantine():
+        assert grown < 24 * 1024, grown
 
 
 @pytest.fixture
