@@ -404,3 +404,31 @@ def test_offlineimap_with_compression(srv, tmp_path):
     c.ok(b"EXAMINE INBOX")
     untagged = c.ok(b"UID SEARCH SUBJECT \"made locally\"")
     assert untagged[0].split()[2:], untagged
+
+
+def test_pipelined_append_pauses_and_resumes(srv):
+    """An APPEND waits for the store (input paused); the commands pipelined
+    behind it in the same compressed write are answered after it, in order."""
+    c = login(srv)
+    c.compress()
+    body = msg("pipelined", body="paused and resumed\r\n" * 50)
+    c.sendraw(b"a1 APPEND INBOX {%d+}\r\n" % len(body) + body + CRLF +
+              b"a2 SELECT INBOX\r\na3 FETCH 1 BODY.PEEK[TEXT]\r\na4 NOOP\r\n")
+    _, tagged = c.wait(b"a1")
+    assert tagged.startswith(b"a1 OK [APPENDUID"), tagged
+    _, tagged = c.wait(b"a2")
+    assert tagged.startswith(b"a2 OK"), tagged
+    untagged, tagged = c.wait(b"a3")
+    assert b"paused and resumed" in untagged[0] and tagged.startswith(b"a3 OK")
+    assert c.wait(b"a4") == ([], b"a4 OK NOOP completed\r\n")
+
+
+def test_shutdown_bye_is_compressed_and_flushed(srv):
+    """SIGTERM: an idle compressed session gets its BYE (inflatable, flushed
+    before the close)."""
+    c = login(srv)
+    c.compress()
+    c.ok(b"SELECT INBOX")
+    assert srv.stop() == 0
+    rest = c.read_until_closed()
+    assert rest.startswith(b"* BYE "), rest
