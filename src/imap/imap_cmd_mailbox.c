@@ -42,18 +42,28 @@ static int has_name_arg(const struct imap_cmd *cmd, size_t i)
 
 /* Mailbox name argument i (has_name_arg) as the store's name: decoded
  * from the session's encoding (imap_mailbox_name_in), then normalized.
- * 0 ok; -1 refused, the tagged NO has been sent. */
-static int mailbox_arg(struct imap_session *s, struct imap_cmd *cmd, size_t i, char *buf,
-		       size_t bufsz)
+ * NULL, or why the name is refused. */
+static const char *mailbox_name(struct imap_session *s, struct imap_cmd *cmd, size_t i,
+				char *buf, size_t bufsz)
 {
 	const char *err;
 	char *name = imap_mailbox_name_in(s, imap_arg_string(&cmd->args[i]), &err);
-	if (name == NULL) {
+	if (name == NULL)
+		return err;
+	normalize(name, buf, bufsz);
+	free(name);
+	return NULL;
+}
+
+/* mailbox_name, answering NO for a refused name: 0 ok, -1 refused. */
+static int mailbox_arg(struct imap_session *s, struct imap_cmd *cmd, size_t i, char *buf,
+		       size_t bufsz)
+{
+	const char *err = mailbox_name(s, cmd, i, buf, bufsz);
+	if (err != NULL) {
 		imap_reply_bad_name(s, cmd->tag, err);
 		return -1;
 	}
-	normalize(name, buf, bufsz);
-	free(name);
 	return 0;
 }
 
@@ -306,10 +316,9 @@ static void select_common(struct imap_session *s, struct imap_cmd *cmd, int read
 			return;
 		}
 	}
-	if (mailbox_arg(s, cmd, 0, name, sizeof(name)) < 0) {
-		qresync_param_free(&q);
-		return;
-	}
+	/* a refused name fails like a missing mailbox: the selected one is
+	 * left all the same (RFC 3501 6.3.1) */
+	const char *bad_name = mailbox_name(s, cmd, 0, name, sizeof(name));
 	if (condstore)
 		s->condstore = 1; /* the mailbox's HIGHESTMODSEQ follows below */
 	/* RFC 5182 2.1: a new mailbox, an empty "$" */
@@ -318,14 +327,20 @@ static void select_common(struct imap_session *s, struct imap_cmd *cmd, int read
 	s->n_saved = 0;
 	int was_selected = s->sel != NULL;
 	struct store_mailbox_status st;
-	int r = imap_mailbox_open(s, name, readonly, &st);
+	int r = 0;
+	if (bad_name == NULL)
+		r = imap_mailbox_open(s, name, readonly, &st);
+	else
+		imap_mailbox_close(s);
 	/* RFC 7162 3.2.11 / RFC 9051 7.1: the boundary between the two */
 	if (was_selected)
 		imap_untagged(s, "OK [CLOSED] Previous mailbox closed");
 	if (r <= 0) {
 		qresync_param_free(&q);
 		s->state = IMAP_AUTH;
-		if (r == 0)
+		if (bad_name != NULL)
+			imap_reply_bad_name(s, cmd->tag, bad_name);
+		else if (r == 0)
 			imap_tagged(s, cmd->tag, "NO", "[NONEXISTENT] No such mailbox");
 		else
 			imap_tagged(s, cmd->tag, "NO", "[SERVERBUG] Cannot open mailbox");

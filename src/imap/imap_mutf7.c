@@ -164,11 +164,12 @@ static int32_t utf8_next(const unsigned char *p, const unsigned char *end, size_
 
 char *imap_utf8_to_mutf7(const char *in, size_t len, const char **error_r)
 {
-	/* Worst case: "&" is 2 octets; a lone 2-octet character is "&" + 3
-	 * base64 + "-" (5); a lone 4-octet one is "&" + 6 + "-" (8). */
-	if (len > (SIZE_MAX - 1) / 3)
+	/* Worst case: a lone control character (1 octet) is "&" + 3 base64 +
+	 * "-" (5); a run of k of them 2 + ceil(16k / 6) <= 5k; "&" is 2, other
+	 * characters take 2 to 4 octets for at most 8 ("&" + 6 + "-"). */
+	if (len > (SIZE_MAX - 1) / 5)
 		return fail(NULL, error_r, "Name too long");
-	char *out = malloc(3 * len + 1);
+	char *out = malloc(5 * len + 1);
 	if (out == NULL)
 		return fail(NULL, error_r, "Out of memory");
 	const unsigned char *p = (const unsigned char *)in, *end = p + len;

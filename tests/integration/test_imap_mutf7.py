@@ -283,6 +283,18 @@ def test_invalid_reason_is_given(srv):
     assert list_names(c.ok(b'LIST "" "Tom*"')) == [b"Tom &- Jerry"]
 
 
+def test_failed_select_deselects(srv):
+    # RFC 3501 6.3.1: a failed SELECT leaves no mailbox selected, whatever
+    # made it fail
+    c = rev1(srv)
+    c.ok(b"SELECT INBOX")
+    untagged, tagged = c.cmd(b'SELECT "&Jjo!"')
+    assert status_of(tagged) == b"NO" and b"[CANNOT]" in tagged, tagged
+    assert untagged == [b"* OK [CLOSED] Previous mailbox closed\r\n"], untagged
+    _, tagged = c.cmd(b"FETCH 1 FLAGS")
+    assert status_of(tagged) == b"BAD" and b"without a selected mailbox" in tagged, tagged
+
+
 def test_enable_mid_session_switches(srv):
     c = rev1(srv)
     c.ok(b"CREATE " + NIHONGO_M)

@@ -106,6 +106,9 @@ static void test_non_ascii(void **state)
 	both_ways("a\xf0\x9f\x93\xa7&\xc3\xa9", "a&2D3c5w-&-&AOk-");   /* run, "&-", run */
 	both_ways("\x7f", "&AH8-");                                   /* DEL is encoded */
 	both_ways("\x01", "&AAE-");                                   /* so are controls */
+	/* the longest output per input octet (5): ASan checks the buffer */
+	both_ways("\x01\x02", "&AAEAAg-");
+	both_ways("\x01" "a\x1f", "&AAE-a&AB8-");
 	both_ways("\xef\xbf\xbd", "&,,0-");                           /* U+FFFD */
 	both_ways("\xf4\x8f\xbf\xbf", "&2,,f,w-");                    /* U+10FFFF */
 }
