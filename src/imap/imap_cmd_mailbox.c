@@ -34,13 +34,37 @@ static void normalize(const char *in, char *out, size_t outsz)
 		out[n - 1] = '\0';
 }
 
-static const char *mailbox_arg(struct imap_cmd *cmd, size_t i, char *buf, size_t bufsz)
+/* Whether argument i is a mailbox name's string (syntax only). */
+static int has_name_arg(const struct imap_cmd *cmd, size_t i)
 {
-	const char *a = i < cmd->n_args ? imap_arg_string(&cmd->args[i]) : NULL;
-	if (a == NULL)
-		return NULL;
-	normalize(a, buf, bufsz);
-	return buf;
+	return i < cmd->n_args && imap_arg_string(&cmd->args[i]) != NULL;
+}
+
+/* Mailbox name argument i (has_name_arg) as the store's name: decoded
+ * from the session's encoding (imap_mailbox_name_in), then normalized.
+ * NULL, or why the name is refused. */
+static const char *mailbox_name(struct imap_session *s, struct imap_cmd *cmd, size_t i,
+				char *buf, size_t bufsz)
+{
+	const char *err;
+	char *name = imap_mailbox_name_in(s, imap_arg_string(&cmd->args[i]), &err);
+	if (name == NULL)
+		return err;
+	normalize(name, buf, bufsz);
+	free(name);
+	return NULL;
+}
+
+/* mailbox_name, answering NO for a refused name: 0 ok, -1 refused. */
+static int mailbox_arg(struct imap_session *s, struct imap_cmd *cmd, size_t i, char *buf,
+		       size_t bufsz)
+{
+	const char *err = mailbox_name(s, cmd, i, buf, bufsz);
+	if (err != NULL) {
+		imap_reply_bad_name(s, cmd->tag, err);
+		return -1;
+	}
+	return 0;
 }
 
 /* ---------------------------------------------------------- SELECT/EXAMINE */
@@ -254,7 +278,7 @@ static void write_select_list(struct imap_session *s, const char *name);
 static void select_common(struct imap_session *s, struct imap_cmd *cmd, int readonly)
 {
 	char name[NAME_BUF];
-	if (cmd->n_args < 1 || mailbox_arg(cmd, 0, name, sizeof(name)) == NULL) {
+	if (!has_name_arg(cmd, 0)) {
 		imap_tagged(s, cmd->tag, "BAD", "Syntax: %s mailbox [(parameters)]", cmd->name);
 		return;
 	}
@@ -292,6 +316,9 @@ static void select_common(struct imap_session *s, struct imap_cmd *cmd, int read
 			return;
 		}
 	}
+	/* a refused name fails like a missing mailbox: the selected one is
+	 * left all the same (RFC 3501 6.3.1) */
+	const char *bad_name = mailbox_name(s, cmd, 0, name, sizeof(name));
 	if (condstore)
 		s->condstore = 1; /* the mailbox's HIGHESTMODSEQ follows below */
 	/* RFC 5182 2.1: a new mailbox, an empty "$" */
@@ -300,14 +327,20 @@ static void select_common(struct imap_session *s, struct imap_cmd *cmd, int read
 	s->n_saved = 0;
 	int was_selected = s->sel != NULL;
 	struct store_mailbox_status st;
-	int r = imap_mailbox_open(s, name, readonly, &st);
+	int r = 0;
+	if (bad_name == NULL)
+		r = imap_mailbox_open(s, name, readonly, &st);
+	else
+		imap_mailbox_close(s);
 	/* RFC 7162 3.2.11 / RFC 9051 7.1: the boundary between the two */
 	if (was_selected)
 		imap_untagged(s, "OK [CLOSED] Previous mailbox closed");
 	if (r <= 0) {
 		qresync_param_free(&q);
 		s->state = IMAP_AUTH;
-		if (r == 0)
+		if (bad_name != NULL)
+			imap_reply_bad_name(s, cmd->tag, bad_name);
+		else if (r == 0)
 			imap_tagged(s, cmd->tag, "NO", "[NONEXISTENT] No such mailbox");
 		else
 			imap_tagged(s, cmd->tag, "NO", "[SERVERBUG] Cannot open mailbox");
@@ -411,10 +444,12 @@ static int valid_new_name(const char *name)
 void imap_cmd_create(struct imap_session *s, struct imap_cmd *cmd)
 {
 	char name[NAME_BUF];
-	if (cmd->n_args != 1 || mailbox_arg(cmd, 0, name, sizeof(name)) == NULL) {
+	if (cmd->n_args != 1 || !has_name_arg(cmd, 0)) {
 		imap_tagged(s, cmd->tag, "BAD", "Syntax: CREATE mailbox");
 		return;
 	}
+	if (mailbox_arg(s, cmd, 0, name, sizeof(name)) < 0)
+		return;
 	if (strcmp(name, "INBOX") == 0) {
 		imap_tagged(s, cmd->tag, "NO", "[ALREADYEXISTS] INBOX always exists");
 		return;
@@ -432,10 +467,12 @@ void imap_cmd_create(struct imap_session *s, struct imap_cmd *cmd)
 void imap_cmd_delete(struct imap_session *s, struct imap_cmd *cmd)
 {
 	char name[NAME_BUF];
-	if (cmd->n_args != 1 || mailbox_arg(cmd, 0, name, sizeof(name)) == NULL) {
+	if (cmd->n_args != 1 || !has_name_arg(cmd, 0)) {
 		imap_tagged(s, cmd->tag, "BAD", "Syntax: DELETE mailbox");
 		return;
 	}
+	if (mailbox_arg(s, cmd, 0, name, sizeof(name)) < 0)
+		return;
 	if (s->sel != NULL && strcmp(s->sel->name, name) == 0) {
 		/* deleting the selected mailbox: leave it first */
 		imap_mailbox_close(s);
@@ -450,11 +487,13 @@ void imap_cmd_delete(struct imap_session *s, struct imap_cmd *cmd)
 void imap_cmd_rename(struct imap_session *s, struct imap_cmd *cmd)
 {
 	char from[NAME_BUF], to[NAME_BUF];
-	if (cmd->n_args != 2 || mailbox_arg(cmd, 0, from, sizeof(from)) == NULL ||
-	    mailbox_arg(cmd, 1, to, sizeof(to)) == NULL) {
+	if (cmd->n_args != 2 || !has_name_arg(cmd, 0) || !has_name_arg(cmd, 1)) {
 		imap_tagged(s, cmd->tag, "BAD", "Syntax: RENAME from to");
 		return;
 	}
+	if (mailbox_arg(s, cmd, 0, from, sizeof(from)) < 0 ||
+	    mailbox_arg(s, cmd, 1, to, sizeof(to)) < 0)
+		return;
 	if (!valid_new_name(to) || strcmp(to, "INBOX") == 0) {
 		imap_tagged(s, cmd->tag, "NO", strcmp(to, "INBOX") == 0
 						       ? "[ALREADYEXISTS] INBOX always exists"
@@ -470,10 +509,12 @@ void imap_cmd_rename(struct imap_session *s, struct imap_cmd *cmd)
 static void subscribe_common(struct imap_session *s, struct imap_cmd *cmd, int on)
 {
 	char name[NAME_BUF];
-	if (cmd->n_args != 1 || mailbox_arg(cmd, 0, name, sizeof(name)) == NULL) {
+	if (cmd->n_args != 1 || !has_name_arg(cmd, 0)) {
 		imap_tagged(s, cmd->tag, "BAD", "Syntax: %s mailbox", cmd->name);
 		return;
 	}
+	if (mailbox_arg(s, cmd, 0, name, sizeof(name)) < 0)
+		return;
 	store_op_t *op = store_op_new(s->srv->store);
 	store_op_subscribe(op, s->user_id, name, on);
 	imap_cmd_async(s, cmd);
@@ -672,8 +713,19 @@ void imap_cmd_lsub(struct imap_session *s, struct imap_cmd *cmd)
 		imap_tagged(s, cmd->tag, "OK", "LSUB completed");
 		return;
 	}
+	const char *why;
+	char *uref = imap_mailbox_name_in(s, ref, &why);
+	char *upat = uref != NULL ? imap_mailbox_name_in(s, pat, &why) : NULL;
+	if (upat == NULL) {
+		free(uref);
+		imap_reply_bad_name(s, cmd->tag, why);
+		return;
+	}
 	struct pattern full;
-	if (pattern_make(&full, ref, pat) < 0) {
+	int made = pattern_make(&full, uref, upat);
+	free(uref);
+	free(upat);
+	if (made < 0) {
 		imap_tagged(s, cmd->tag, "NO", "[SERVERBUG] Out of memory");
 		return;
 	}
@@ -876,6 +928,28 @@ void imap_cmd_list(struct imap_session *s, struct imap_cmd *cmd)
 		imap_tagged(s, cmd->tag, "OK", "LIST completed");
 		return;
 	}
+	/* the reference and the patterns in the store's UTF-8 */
+	const char *why;
+	char *uref = imap_mailbox_name_in(s, ref, &why);
+	char **upats = uref != NULL ? calloc(n_pats, sizeof(*upats)) : NULL;
+	int decoded = upats != NULL;
+	for (size_t p = 0; decoded && p < n_pats; p++) {
+		upats[p] = imap_mailbox_name_in(s, pats->type == IMAP_ARG_LIST
+							   ? imap_arg_string(&pats->list[p])
+							   : imap_arg_string(pats),
+						&why);
+		decoded = upats[p] != NULL;
+	}
+	if (!decoded) {
+		if (upats == NULL && uref != NULL)
+			why = "Out of memory";
+		for (size_t p = 0; upats != NULL && p < n_pats; p++)
+			free(upats[p]);
+		free(upats);
+		free(uref);
+		imap_reply_bad_name(s, cmd->tag, why);
+		return;
+	}
 	if (sel & LSEL_SPECIAL)
 		ret |= LRET_SPECIAL; /* RFC 6154 3: implied */
 	struct list_ctx lc = { 0 };
@@ -884,18 +958,23 @@ void imap_cmd_list(struct imap_session *s, struct imap_cmd *cmd)
 				      list_cb, &lc, &err) < 0) {
 		log_error("imap", s->id, "event=store-error error=\"%s\"", err);
 		list_ctx_free(&lc);
+		for (size_t p = 0; p < n_pats; p++)
+			free(upats[p]);
+		free(upats);
+		free(uref);
 		imap_tagged(s, cmd->tag, "NO", "[SERVERBUG] Cannot list mailboxes");
 		return;
 	}
 	int criteria = (sel & (LSEL_SUBSCRIBED | LSEL_SPECIAL)) != 0;
 	struct pattern *compiled = calloc(n_pats, sizeof(*compiled));
 	size_t n_compiled = 0;
-	for (size_t p = 0; compiled != NULL && p < n_pats; p++) {
-		const char *pat = pats->type == IMAP_ARG_LIST ? imap_arg_string(&pats->list[p])
-							      : imap_arg_string(pats);
-		if (*pat != '\0' && pattern_make(&compiled[n_compiled], ref, pat) == 0)
+	for (size_t p = 0; compiled != NULL && p < n_pats; p++)
+		if (*upats[p] != '\0' && pattern_make(&compiled[n_compiled], uref, upats[p]) == 0)
 			n_compiled++;
-	}
+	for (size_t p = 0; p < n_pats; p++)
+		free(upats[p]);
+	free(upats);
+	free(uref);
 	for (size_t k = 0; k < lc.n; k++) {
 		struct list_item *it = &lc.items[k];
 		for (size_t p = 0; p < n_compiled && !it->matched; p++)
@@ -1043,7 +1122,7 @@ static void write_status(struct imap_session *s, const struct store_mailbox_stat
 void imap_cmd_status(struct imap_session *s, struct imap_cmd *cmd)
 {
 	char name[NAME_BUF];
-	if (cmd->n_args != 2 || mailbox_arg(cmd, 0, name, sizeof(name)) == NULL ||
+	if (cmd->n_args != 2 || !has_name_arg(cmd, 0) ||
 	    cmd->args[1].type != IMAP_ARG_LIST || cmd->args[1].list_count == 0) {
 		imap_tagged(s, cmd->tag, "BAD", "Syntax: STATUS mailbox (items)");
 		return;
@@ -1053,6 +1132,8 @@ void imap_cmd_status(struct imap_session *s, struct imap_cmd *cmd)
 		imap_tagged(s, cmd->tag, "BAD", "Unknown STATUS item");
 		return;
 	}
+	if (mailbox_arg(s, cmd, 0, name, sizeof(name)) < 0)
+		return;
 	struct store_mailbox_status st;
 	const char *err;
 	int r = store_mailbox_status(s->srv->store, s->user_id, name, &st, &err);

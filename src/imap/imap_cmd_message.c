@@ -138,6 +138,7 @@ struct append_state {
 	int utf8;        /* UTF8 (~{n}) data extension (RFC 6855 4) */
 	char tag[128];
 	int64_t mailbox_id;
+	const char *name_error; /* the mailbox name was refused (imap_mailbox_name_in) */
 	uint32_t uidvalidity;
 	uint32_t flags;
 	char *keywords;
@@ -207,6 +208,8 @@ void imap_cmd_append(struct imap_session *s, struct imap_cmd *cmd)
 		append_commit(s, cmd, st);
 	} else if (s->append_too_big) {
 		imap_tagged(s, cmd->tag, "NO", "[TOOBIG] Message too big");
+	} else if (st != NULL && st->valid && st->name_error != NULL) {
+		imap_reply_bad_name(s, cmd->tag, st->name_error);
 	} else if (st != NULL && st->valid && st->mailbox_id == 0) {
 		imap_tagged(s, cmd->tag, "NO", "[TRYCREATE] No such mailbox");
 	} else if (st != NULL && st->valid) {
@@ -262,9 +265,12 @@ void imap_append_literal_done(struct imap_session *s)
 	if (ok && s->append != NULL) {
 		struct store_mailbox_status mst;
 		const char *err;
-		const char *name = imap_arg_string(&args[0]);
-		int r = store_mailbox_status(s->srv->store, s->user_id,
-					     strcasecmp(name, "INBOX") == 0 ? "INBOX" : name, &mst, &err);
+		char *name = imap_mailbox_name_in(s, imap_arg_string(&args[0]), &st->name_error);
+		int r = name == NULL ? 0
+				     : store_mailbox_status(s->srv->store, s->user_id,
+							    strcasecmp(name, "INBOX") == 0 ? "INBOX" : name,
+							    &mst, &err);
+		free(name);
 		if (r == 1) {
 			st->mailbox_id = mst.id;
 			st->uidvalidity = mst.uidvalidity;
@@ -685,8 +691,15 @@ static void copy_common(struct imap_session *s, struct imap_cmd *cmd, int move)
 	}
 	struct store_mailbox_status st;
 	const char *err;
+	char *udest = imap_mailbox_name_in(s, dest, &err); /* RFC 3501 5.1.3 */
+	if (udest == NULL) {
+		free(uids);
+		imap_reply_bad_name(s, cmd->tag, err);
+		return;
+	}
 	int r = store_mailbox_status(s->srv->store, s->user_id,
-				     strcasecmp(dest, "INBOX") == 0 ? "INBOX" : dest, &st, &err);
+				     strcasecmp(udest, "INBOX") == 0 ? "INBOX" : udest, &st, &err);
+	free(udest);
 	if (r <= 0) {
 		free(uids);
 		imap_tagged(s, cmd->tag, "NO", r == 0 ? "[TRYCREATE] No such mailbox"

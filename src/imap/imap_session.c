@@ -1,6 +1,7 @@
 #include "imap/imap_session.h"
 
 #include "imap/imap_fetch.h"
+#include "imap/imap_mutf7.h"
 
 #include "auth/sasl.h"
 #include "core/config.h"
@@ -179,9 +180,51 @@ void imap_write_nstring(struct imap_session *s, const char *str)
 		imap_write_string(s, str, strlen(str));
 }
 
+int imap_utf8_names(const struct imap_session *s)
+{
+	return s->utf8_accept || s->rev2;
+}
+
 void imap_write_mailbox(struct imap_session *s, const char *name)
 {
-	imap_write_string(s, name, strlen(name));
+	size_t len = strlen(name);
+	char *m = NULL;
+	const char *err;
+	/* RFC 6855 3: no modified UTF-7 once UTF8=ACCEPT is enabled. A stored
+	 * name that is not UTF-8 (none can be created) goes out as it is. */
+	if (!imap_utf8_names(s) && (m = imap_utf8_to_mutf7(name, len, &err)) != NULL) {
+		imap_write_string(s, m, strlen(m));
+		free(m);
+		return;
+	}
+	imap_write_string(s, name, len);
+}
+
+char *imap_mailbox_name_in(const struct imap_session *s, const char *arg, const char **error_r)
+{
+	size_t len = strlen(arg);
+	int eight_bit = 0;
+	for (size_t i = 0; i < len && !eight_bit; i++)
+		eight_bit = (unsigned char)arg[i] >= 0x80;
+	if (imap_utf8_names(s) || eight_bit) {
+		if (eight_bit && !imap_utf8_valid(arg, len)) {
+			*error_r = "8-bit octets that are not UTF-8";
+			return NULL;
+		}
+		char *copy = strdup(arg);
+		if (copy == NULL)
+			*error_r = "Out of memory";
+		return copy;
+	}
+	return imap_mutf7_to_utf8(arg, len, error_r);
+}
+
+void imap_reply_bad_name(struct imap_session *s, const char *tag, const char *error)
+{
+	/* NO, not BAD: the argument is a well-formed astring, only its
+	 * content is refused (and BAD would count towards max_errors) */
+	imap_tagged(s, tag, "NO", "[CANNOT] Invalid mailbox name (%s): %s",
+		    imap_utf8_names(s) ? "UTF-8" : "modified UTF-7, RFC 3501 5.1.3", error);
 }
 
 static const struct {

@@ -110,7 +110,8 @@ void imap_tagged(struct imap_session *s, const char *tag, const char *status, co
 void imap_write_string(struct imap_session *s, const char *str, size_t len);
 /* NIL for NULL. */
 void imap_write_nstring(struct imap_session *s, const char *str);
-/* Mailbox name (astring; modified UTF-7 is not used: UTF-8 names, RFC 9051). */
+/* A mailbox name (astring) from the store's UTF-8: as it is in a session
+ * where imap_utf8_names() holds, else in modified UTF-7 (RFC 3501 5.1.3). */
 void imap_write_mailbox(struct imap_session *s, const char *name);
 /* "(\Seen \Deleted kw1)" */
 void imap_write_flags(struct imap_session *s, uint32_t flags, const char *keywords, int recent);
@@ -126,6 +127,19 @@ int imap_parse_flags(const struct imap_arg *a, uint32_t *flags_r, char **keyword
  * array (malloc'd, may be empty). uid: the set is of UIDs. 0 ok, -1 bad. */
 int imap_seqset_uids(struct imap_session *s, const char *set, int uid, uint32_t **uids_r,
 		     size_t *n_r);
+/* Whether mailbox names travel as UTF-8 both ways: the client enabled
+ * UTF8=ACCEPT (RFC 6855 3) or IMAP4rev2 (RFC 9051 5.1). Otherwise it is an
+ * IMAP4rev1 client and names travel in modified UTF-7 (RFC 3501 5.1.3). */
+int imap_utf8_names(const struct imap_session *s);
+/* A mailbox name, LIST reference or LIST pattern argument as the store's
+ * UTF-8. In a UTF-8 session: copied. Otherwise decoded from modified UTF-7
+ * (strictly, imap_mutf7.h), except that an argument with 8-bit octets is
+ * taken as UTF-8 if it is well-formed (IMAP4rev1 has no 8-bit names, so
+ * it cannot be modified UTF-7; clients that send raw UTF-8 mean UTF-8).
+ * Returns a malloc'd string, or NULL with the reason in *error_r. */
+char *imap_mailbox_name_in(const struct imap_session *s, const char *arg, const char **error_r);
+/* The tagged NO for a name imap_mailbox_name_in() refused. */
+void imap_reply_bad_name(struct imap_session *s, const char *tag, const char *error);
 /* Whether [str, str+len) is well-formed UTF-8 (RFC 3629). */
 int imap_utf8_valid(const char *str, size_t len);
 /* Whether every message number of a sequence set exists in a view of n

@@ -846,9 +846,9 @@ def test_utf8_accept_enable_and_names(server, client):
     assert b"UTF8=ACCEPT" in capabilities(client)
     # RFC 6855 3: UTF-8 in quoted strings is accepted even before ENABLE
     client.ok(b'CREATE "' + CAFE + b'"')
-    # ... but not sent before ENABLE: a literal instead
+    # ... but not sent before ENABLE: modified UTF-7 instead (RFC 3501 5.1.3)
     untagged, _ = client.ok(b'LIST "" "Caf*"')
-    assert untagged == [b'* LIST (\\HasNoChildren) "/" {5}\r\n' + CAFE + b"\r\n"], untagged
+    assert untagged == [b'* LIST (\\HasNoChildren) "/" "Caf&AOk-"\r\n'], untagged
     untagged, _ = client.ok(b"ENABLE UTF8=ACCEPT")
     assert untagged == [b"* ENABLED UTF8=ACCEPT\r\n"]
     untagged, _ = client.ok(b'LIST "" "Caf*"')
