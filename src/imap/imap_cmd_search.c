@@ -1,4 +1,5 @@
-/* SEARCH and UID SEARCH (RFC 3501 6.4.4, 6.4.8, 7.2.5).
+/* SEARCH and UID SEARCH (RFC 3501 6.4.4, 6.4.8, 7.2.5); the search
+ * program itself is also SORT's and THREAD's (imap_search.h).
  *
  * The keys become a tree; AND/OR children are ordered cheapest first
  * (metadata, then the parse cache, then the header block, then the body)
