@@ -12,7 +12,7 @@ void imap_write_capabilities(struct imap_session *s)
 {
 	imap_printf(s, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
 		       "CHILDREN SPECIAL-USE BINARY CONDSTORE QRESYNC ESEARCH SEARCHRES LIST-EXTENDED "
-		       "LIST-STATUS STATUS=SIZE UTF8=ACCEPT "
+		       "LIST-STATUS STATUS=SIZE UTF8=ACCEPT SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
 		       "APPENDLIMIT=%llu",
 		    (unsigned long long)s->srv->config->limits.max_message_size);
 	/* RFC 4978: offered in every state (clients look before LOGIN) but

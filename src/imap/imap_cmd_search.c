@@ -1,4 +1,5 @@
-/* SEARCH and UID SEARCH (RFC 3501 6.4.4, 6.4.8, 7.2.5).
+/* SEARCH and UID SEARCH (RFC 3501 6.4.4, 6.4.8, 7.2.5); the search
+ * program itself is also SORT's and THREAD's (imap_search.h).
  *
  * The keys become a tree; AND/OR children are ordered cheapest first
  * (metadata, then the parse cache, then the header block, then the body)
@@ -25,6 +26,7 @@
  *  - CHARSET: UTF-8 and US-ASCII (a subset) only.
  *  - Message numbers beyond EXISTS in a sequence-set key match nothing. */
 #include "imap/imap_fetch_private.h"
+#include "imap/imap_search.h"
 #include "imap/imap_session.h"
 
 #include "core/log.h"
@@ -98,18 +100,12 @@ static void skey_free(struct skey *k)
 
 /* ------------------------------------------------------------------ parse */
 
-/* What the whole program uses, for the response and the 7.4.1 rules. */
-struct search_info {
-	int modseq;   /* a MODSEQ key: the result carries (MODSEQ n) */
-	int seqnums;  /* message numbers in a key: no EXPUNGE/VANISHED now */
-};
-
 struct parse_ctx {
 	struct imap_session *s;
 	const struct imap_arg *args;
 	size_t n, i;
 	const char *error;
-	struct search_info *info;
+	struct imap_search_info *info;
 };
 
 static const struct imap_arg *next_arg(struct parse_ctx *pc)
@@ -834,33 +830,37 @@ static int eval(struct eval_ctx *ec, const struct skey *k)
 
 /* ---------------------------------------------------------------- command */
 
-struct search_hit {
-	uint32_t uid;
-	uint64_t modseq;
+struct imap_search {
+	struct skey root;
 };
 
 struct search_state {
 	struct imap_session *s;
 	struct skey *prog;
-	struct search_hit *match;   /* decided in the first pass */
+	struct imap_search_hit *match;   /* decided in the first pass */
 	size_t n_match, cap_match;
 	struct search_msg *later;   /* undecided: evaluated after the scan */
 	size_t n_later, cap_later;
 	int oom;
 };
 
-static int push_hit(struct search_hit **a, size_t *n, size_t *cap, uint32_t uid, uint64_t modseq)
+static int push_hit(struct imap_search_hit **a, size_t *n, size_t *cap,
+		    const struct search_msg *m)
 {
 	if (*n == *cap) {
 		size_t c = *cap ? *cap * 2 : 64;
-		struct search_hit *na = realloc(*a, c * sizeof(*na));
+		struct imap_search_hit *na = realloc(*a, c * sizeof(*na));
 		if (na == NULL)
 			return -1;
 		*a = na;
 		*cap = c;
 	}
-	(*a)[*n].uid = uid;
-	(*a)[*n].modseq = modseq;
+	struct imap_search_hit *h = &(*a)[*n];
+	h->uid = m->uid;
+	h->modseq = m->modseq;
+	h->internaldate = m->internaldate;
+	h->size = m->size;
+	h->blob_id = m->blob_id;
 	(*n)++;
 	return 0;
 }
@@ -876,7 +876,7 @@ static void scan_cb(void *ctx, const struct store_msg *sm)
 	struct eval_ctx ec = { .s = ss->s, .m = &m, .full = 0 };
 	int r = eval(&ec, ss->prog);
 	if (r == 1) {
-		if (push_hit(&ss->match, &ss->n_match, &ss->cap_match, sm->uid, sm->modseq) < 0)
+		if (push_hit(&ss->match, &ss->n_match, &ss->cap_match, &m) < 0)
 			ss->oom = 1;
 	} else if (r < 0) {
 		if (ss->n_later == ss->cap_later) {
@@ -899,13 +899,13 @@ static void scan_cb(void *ctx, const struct store_msg *sm)
 }
 
 /* The numbers a result is given in: UIDs or message numbers. */
-static uint32_t hit_number(struct imap_session *s, int uid, const struct search_hit *h)
+static uint32_t hit_number(struct imap_session *s, int uid, const struct imap_search_hit *h)
 {
 	return uid ? h->uid : imap_seq_of_uid(s->sel, h->uid);
 }
 
 /* "* SEARCH n n n[ (MODSEQ m)]" (RFC 3501 7.2.5, RFC 7162 3.1.6) */
-static void write_search(struct imap_session *s, int uid, const struct search_hit *hits, size_t n,
+static void write_search(struct imap_session *s, int uid, const struct imap_search_hit *hits, size_t n,
 			 int with_modseq)
 {
 	char buf[4096];
@@ -936,7 +936,7 @@ static void write_search(struct imap_session *s, int uid, const struct search_hi
 
 /* "* ESEARCH (TAG "t") [UID] MIN n MAX n ALL set COUNT n [MODSEQ m]" */
 static void write_esearch(struct imap_session *s, const char *tag, int uid, unsigned ret,
-			  const struct search_hit *hits, size_t n, int with_modseq)
+			  const struct imap_search_hit *hits, size_t n, int with_modseq)
 {
 	imap_printf(s, "* ESEARCH (TAG ");
 	imap_write_string(s, tag, strlen(tag));
@@ -977,7 +977,7 @@ static void write_esearch(struct imap_session *s, const char *tag, int uid, unsi
 }
 
 /* SEARCHRES (RFC 5182 2.1, 2.4): what "$" holds from now on. */
-static void save_result(struct imap_session *s, unsigned ret, const struct search_hit *hits,
+static void save_result(struct imap_session *s, unsigned ret, const struct imap_search_hit *hits,
 			size_t n)
 {
 	free(s->saved);
@@ -1002,7 +1002,7 @@ static void save_result(struct imap_session *s, unsigned ret, const struct searc
 
 static int cmp_hit(const void *a, const void *b)
 {
-	uint32_t x = ((const struct search_hit *)a)->uid, y = ((const struct search_hit *)b)->uid;
+	uint32_t x = ((const struct imap_search_hit *)a)->uid, y = ((const struct imap_search_hit *)b)->uid;
 	return x < y ? -1 : x > y;
 }
 
@@ -1031,6 +1031,71 @@ static int parse_return(const struct imap_arg *a, unsigned *ret_r)
 	if (ret == 0)
 		ret = RET_ALL;
 	*ret_r = ret;
+	return 0;
+}
+
+int imap_search_parse(struct imap_session *s, const struct imap_arg *args, size_t n,
+		      struct imap_search **prog_r, struct imap_search_info *info_r,
+		      const char **error_r)
+{
+	memset(info_r, 0, sizeof(*info_r));
+	*prog_r = NULL;
+	struct imap_search *prog = calloc(1, sizeof(*prog));
+	if (prog == NULL) {
+		*error_r = "Out of memory";
+		return -1;
+	}
+	struct parse_ctx pc = { s, args, n, 0, NULL, info_r };
+	if (parse_group(&pc, args, n, &prog->root, 0) < 0) {
+		imap_search_free(prog);
+		*error_r = pc.error != NULL ? pc.error : "Invalid search";
+		return -1;
+	}
+	*prog_r = prog;
+	return 0;
+}
+
+void imap_search_free(struct imap_search *prog)
+{
+	if (prog == NULL)
+		return;
+	skey_free(&prog->root);
+	free(prog);
+}
+
+int imap_search_run(struct imap_session *s, struct imap_search *prog,
+		    struct imap_search_hit **hits_r, size_t *n_r)
+{
+	struct search_state ss = { .s = s, .prog = &prog->root };
+	const char *err;
+	struct imap_mailbox *mb = s->sel;
+	int failed = 0;
+	*hits_r = NULL;
+	*n_r = 0;
+	if (mb->n > 0 && store_msg_scan(s->srv->store, mb->id, mb->uids[0], scan_cb, &ss, &err) < 0) {
+		log_error("imap", s->id, "event=store-error error=\"%s\"", err);
+		failed = 1;
+	}
+	/* second pass: the messages the metadata did not decide */
+	for (size_t i = 0; i < ss.n_later; i++) {
+		struct eval_ctx ec = { .s = s, .store = s->srv->store, .m = &ss.later[i], .full = 1 };
+		if (!failed && eval(&ec, &prog->root) == 1 &&
+		    push_hit(&ss.match, &ss.n_match, &ss.cap_match, &ss.later[i]) < 0)
+			ss.oom = 1;
+		if (ec.error)
+			failed = 1;
+		eval_release(&ec);
+		free(ss.later[i].keywords);
+	}
+	free(ss.later);
+	if (failed || ss.oom) {
+		free(ss.match);
+		return -1;
+	}
+	if (ss.n_match > 1)
+		qsort(ss.match, ss.n_match, sizeof(*ss.match), cmp_hit);
+	*hits_r = ss.match;
+	*n_r = ss.n_match;
 	return 0;
 }
 
@@ -1081,54 +1146,32 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 			    cmd->uid ? "UID " : "");
 		return;
 	}
-	struct search_info info = { 0 };
-	struct parse_ctx pc = { s, args, n, 0, NULL, &info };
-	struct skey prog = { 0 };
-	if (parse_group(&pc, args, n, &prog, 0) < 0) {
-		skey_free(&prog);
-		imap_tagged(s, cmd->tag, "BAD", "%s", pc.error != NULL ? pc.error : "Invalid search");
+	struct imap_search_info info;
+	struct imap_search *prog;
+	const char *error;
+	if (imap_search_parse(s, args, n, &prog, &info, &error) < 0) {
+		imap_tagged(s, cmd->tag, "BAD", "%s", error);
 		return;
 	}
 	if (info.modseq)
 		imap_condstore_enable(s); /* RFC 7162 3.1: an enabling command */
-	struct search_state ss = { .s = s, .prog = &prog };
-	const char *err;
-	struct imap_mailbox *mb = s->sel;
-	int failed = 0;
-	if (mb->n > 0 && store_msg_scan(s->srv->store, mb->id, mb->uids[0], scan_cb, &ss, &err) < 0) {
-		log_error("imap", s->id, "event=store-error error=\"%s\"", err);
-		failed = 1;
-	}
-	/* second pass: the messages the metadata did not decide */
-	for (size_t i = 0; i < ss.n_later; i++) {
-		struct eval_ctx ec = { .s = s, .store = s->srv->store, .m = &ss.later[i], .full = 1 };
-		if (!failed && eval(&ec, &prog) == 1 &&
-		    push_hit(&ss.match, &ss.n_match, &ss.cap_match, ss.later[i].uid,
-			     ss.later[i].modseq) < 0)
-			ss.oom = 1;
-		if (ec.error)
-			failed = 1;
-		eval_release(&ec);
-		free(ss.later[i].keywords);
-	}
-	free(ss.later);
-	skey_free(&prog);
-	if (failed || ss.oom) {
-		free(ss.match);
+	struct imap_search_hit *match;
+	size_t n_match;
+	int r = imap_search_run(s, prog, &match, &n_match);
+	imap_search_free(prog);
+	if (r < 0) {
 		if (ret & RET_SAVE)
 			save_result(s, 0, NULL, 0);
 		imap_tagged(s, cmd->tag, "NO", "[SERVERBUG] Search failed");
 		return;
 	}
-	if (ss.n_match > 1)
-		qsort(ss.match, ss.n_match, sizeof(*ss.match), cmp_hit);
 	if (!extended)
-		write_search(s, cmd->uid, ss.match, ss.n_match, info.modseq);
+		write_search(s, cmd->uid, match, n_match, info.modseq);
 	else if (ret & (RET_MIN | RET_MAX | RET_ALL | RET_COUNT))
-		write_esearch(s, cmd->tag, cmd->uid, ret, ss.match, ss.n_match, info.modseq);
+		write_esearch(s, cmd->tag, cmd->uid, ret, match, n_match, info.modseq);
 	if (ret & RET_SAVE)
-		save_result(s, ret, ss.match, ss.n_match);
-	free(ss.match);
+		save_result(s, ret, match, n_match);
+	free(match);
 	/* RFC 9051 7.5.1 / RFC 7162 3.2.10.2: not during a UID SEARCH that
 	 * names message numbers */
 	imap_mailbox_sync(s, cmd->uid && !info.seqnums);

@@ -55,6 +55,8 @@ static const struct imap_command commands[] = {
 	{ "UNSELECT", imap_cmd_unselect, S_SELECTED },
 	{ "EXPUNGE", imap_cmd_expunge, S_SELECTED | F_UID },
 	{ "SEARCH", imap_cmd_search, S_SELECTED | F_UID },
+	{ "SORT", imap_cmd_sort, S_SELECTED | F_UID },
+	{ "THREAD", imap_cmd_thread, S_SELECTED | F_UID },
 	{ "FETCH", imap_cmd_fetch, S_SELECTED | F_UID },
 	{ "STORE", imap_cmd_store, S_SELECTED | F_UID },
 	{ "COPY", imap_cmd_copy, S_SELECTED | F_UID },

@@ -189,8 +189,8 @@ imap_cmd_fn imap_cmd_capability, imap_cmd_noop, imap_cmd_logout, imap_cmd_id, im
 	imap_cmd_examine, imap_cmd_create, imap_cmd_delete, imap_cmd_rename, imap_cmd_subscribe,
 	imap_cmd_unsubscribe, imap_cmd_list, imap_cmd_lsub, imap_cmd_namespace, imap_cmd_status,
 	imap_cmd_append, imap_cmd_check, imap_cmd_close, imap_cmd_unselect, imap_cmd_expunge,
-	imap_cmd_search, imap_cmd_fetch, imap_cmd_store, imap_cmd_copy, imap_cmd_move,
-	imap_cmd_idle, imap_cmd_compress;
+	imap_cmd_search, imap_cmd_sort, imap_cmd_thread, imap_cmd_fetch, imap_cmd_store, imap_cmd_copy,
+	imap_cmd_move, imap_cmd_idle, imap_cmd_compress;
 
 /* AUTHENTICATE / APPEND / IDLE continuation input (imap_cmd_auth.c etc.). */
 void imap_sasl_input(struct imap_session *s, const char *line, size_t len);
