@@ -368,6 +368,7 @@ struct append_reply {
 	struct imap_handle *h;
 	char tag[128];
 	char mailbox[STORE_MAILBOX_NAME_MAX + 1];
+	int64_t mailbox_id;
 	uint32_t uidvalidity;
 	int status;
 	uint32_t *uids;
@@ -390,13 +391,17 @@ static void append_finish(struct imap_session *s, void *arg)
 			imap_mailbox_sync(s, 1);
 			imap_tagged(s, r->tag, "OK", "APPEND completed");
 		} else {
-			/* deleted (or renamed) while the messages came: nothing
-			 * was stored */
+			/* nothing was stored; most likely the mailbox was
+			 * deleted (or renamed, or replaced) meanwhile */
 			struct store_mailbox_status mst;
 			const char *err;
 			int e = store_mailbox_status(s->srv->store, s->user_id, r->mailbox, &mst, &err);
-			imap_tagged(s, r->tag, "NO", "%s",
-				    e == 0 ? "[TRYCREATE] No such mailbox" : "[SERVERBUG] APPEND failed");
+			if (e == 0)
+				imap_tagged(s, r->tag, "NO", "[TRYCREATE] No such mailbox");
+			else if (e == 1 && mst.id != r->mailbox_id)
+				imap_tagged(s, r->tag, "NO", "Mailbox replaced during APPEND; try again");
+			else
+				imap_tagged(s, r->tag, "NO", "[SERVERBUG] APPEND failed");
 		}
 		free(set);
 		imap_cmd_done(s);
@@ -443,6 +448,7 @@ void imap_cmd_append(struct imap_session *s, struct imap_cmd *cmd)
 	r->h = imap_handle_ref(s);
 	snprintf(r->tag, sizeof(r->tag), "%s", cmd->tag);
 	snprintf(r->mailbox, sizeof(r->mailbox), "%s", st->mailbox);
+	r->mailbox_id = st->mailbox_id;
 	r->uidvalidity = st->uidvalidity;
 	imap_cmd_async(s, cmd);
 	store_delivery_group_commit(st->group, append_cb, r);
