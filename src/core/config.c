@@ -37,6 +37,7 @@ struct parse_state {
 	int line; /* inih does not pass line numbers: count them ourselves */
 	int bad_line; /* first line the reader refused (too long, unknown section) */
 	char bad_why[128];
+	int multiappend_line; /* where max_multiappend_size was set, 0 if not */
 };
 
 static int fail(struct parse_state *st, const char *section, const char *key, const char *fmt,
@@ -163,6 +164,7 @@ static const struct limit_key limit_keys[] = {
 	LIMIT(command_timeout, 1, 86400),
 	LIMIT(data_timeout, 1, 86400),
 	LIMIT(output_high, 4096, 1ull << 30),
+	LIMIT(max_multiappend_size, 1024, 1ull << 40),
 };
 
 static int handler(void *user, const char *section, const char *name, const char *value)
@@ -211,6 +213,13 @@ static int handler(void *user, const char *section, const char *name, const char
 				return fail(st, section, name, "'%s' is not an address user@domain", value);
 			return set_string(&c->postmaster, value);
 		}
+	} else if (strcmp(section, "imap") == 0) {
+		if (strcmp(name, "literal_plus") == 0) {
+			if (strcmp(value, "yes") != 0 && strcmp(value, "no") != 0)
+				return fail(st, section, name, "'%s' is not yes or no", value);
+			c->imap_literal_plus = strcmp(value, "yes") == 0;
+			return 1;
+		}
 	} else if (strcmp(section, "pop3") == 0) {
 		if (strcmp(name, "allow_plaintext_auth") == 0) {
 			if (strcmp(value, "yes") != 0 && strcmp(value, "no") != 0)
@@ -232,6 +241,8 @@ static int handler(void *user, const char *section, const char *name, const char
 				return fail(st, section, name, "'%s' is not a number from %llu to %llu",
 					    value, (unsigned long long)k->min,
 					    (unsigned long long)k->max);
+			if (strcmp(k->name, "max_multiappend_size") == 0)
+				st->multiappend_line = st->line;
 			char *p = (char *)&c->limits + k->offset;
 			if (k->size == sizeof(uint64_t)) {
 				uint64_t v64 = v;
@@ -252,7 +263,8 @@ static int handler(void *user, const char *section, const char *name, const char
  * line a handler call belongs to (for listen entries), refuse lines longer
  * than inih's buffer (it would parse the rest as a new line), and check
  * section names here because inih reports sections only with their keys. */
-static const char *const sections[] = { "server", "tls", "smtp", "pop3", "listen", "limits" };
+static const char *const sections[] = { "server", "tls",    "smtp",  "imap",
+					"pop3",   "listen", "limits" };
 
 static char *reader(char *str, int num, void *stream)
 {
@@ -312,6 +324,7 @@ int config_load(const char *path, struct config **config_r, char **error_r)
 		.data_timeout = 600,
 		.output_high = 1024 * 1024,
 	};
+	c->imap_literal_plus = 1;
 	struct parse_state st = { .config = c };
 	void *stream[2] = { f, &st };
 	int rc = ini_parse_stream(reader, stream, handler, &st);
@@ -337,6 +350,23 @@ int config_load(const char *path, struct config **config_r, char **error_r)
 		return -1;
 	}
 	free(st.error);
+	/* A MULTIAPPEND total below one message's limit would refuse single
+	 * APPENDs that max_message_size allows. */
+	if (st.multiappend_line == 0) {
+		c->limits.max_multiappend_size = c->limits.max_message_size > UINT64_MAX / 4
+							 ? UINT64_MAX
+							 : 4 * c->limits.max_message_size;
+	} else if (c->limits.max_multiappend_size < c->limits.max_message_size) {
+		if (asprintf(error_r,
+			     "%s:%d: [limits] max_multiappend_size: %llu is below max_message_size "
+			     "(%llu)",
+			     path, st.multiappend_line,
+			     (unsigned long long)c->limits.max_multiappend_size,
+			     (unsigned long long)c->limits.max_message_size) < 0)
+			*error_r = NULL;
+		config_free(c);
+		return -1;
+	}
 	*config_r = c;
 	return 0;
 }

@@ -39,6 +39,8 @@ struct config_limits {
 	unsigned command_timeout;    /* seconds idle waiting for a command */
 	unsigned data_timeout;       /* seconds idle inside DATA/BDAT */
 	size_t output_high;          /* stop reading commands above this */
+	uint64_t max_multiappend_size; /* all messages of one IMAP APPEND; octets
+					  (default 4 * max_message_size) */
 };
 
 struct config {
@@ -54,6 +56,9 @@ struct config {
 	char *tls_key;
 	/* [smtp] */
 	char *postmaster;            /* address postmaster@<local domain> delivers to */
+	/* [imap] */
+	int imap_literal_plus;       /* advertise LITERAL+ (default) or LITERAL-
+					(RFC 7888 5: never both) */
 	/* [pop3] */
 	int pop3_plaintext_auth;     /* USER/PASS, AUTH PLAIN/LOGIN without TLS from
 					non-loopback peers (default no) */

@@ -10,10 +10,12 @@
 /* Advertised only for what is complete (the tests check each). */
 void imap_write_capabilities(struct imap_session *s)
 {
-	imap_printf(s, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
+	/* RFC 7888 5: LITERAL+ or LITERAL-, never both */
+	imap_printf(s, "IMAP4rev1 IMAP4rev2 %s SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
 		       "CHILDREN SPECIAL-USE BINARY CONDSTORE QRESYNC ESEARCH SEARCHRES LIST-EXTENDED "
-		       "LIST-STATUS STATUS=SIZE UTF8=ACCEPT SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
+		       "LIST-STATUS STATUS=SIZE UTF8=ACCEPT MULTIAPPEND SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
 		       "APPENDLIMIT=%llu",
+		    s->srv->config->imap_literal_plus ? "LITERAL+" : "LITERAL-",
 		    (unsigned long long)s->srv->config->limits.max_message_size);
 	/* RFC 4978: offered in every state (clients look before LOGIN) but
 	 * accepted only once authenticated */

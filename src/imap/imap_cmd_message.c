@@ -7,6 +7,8 @@
 #include "core/log.h"
 #include "mime/mime_store.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -133,17 +135,55 @@ static const char *op_error(enum store_op_error code)
 
 /* ------------------------------------------------------------------ APPEND */
 
+/* APPEND mailbox 1*([SP flag-list] [SP date-time] SP literal) (RFC 3502
+ * MULTIAPPEND; one message is the RFC 3501 form). Each literal streams into
+ * its own store delivery as it arrives; the deliveries gather in a store
+ * group that is committed when the command line ends, so that every
+ * message is stored or none is (RFC 3502 6.3.11). The first failure sticks:
+ * later synchronizing literals are refused at once (no "+", the command
+ * ends there: "The server MAY return an error before processing all the
+ * message arguments"), later {n+} octets, which come anyway, are skipped. */
 struct append_state {
-	int valid;
-	int utf8;        /* UTF8 (~{n}) data extension (RFC 6855 4) */
-	char tag[128];
 	int64_t mailbox_id;
-	const char *name_error; /* the mailbox name was refused (imap_mailbox_name_in) */
 	uint32_t uidvalidity;
-	uint32_t flags;
-	char *keywords;
-	time_t date;
+	char mailbox[STORE_MAILBOX_NAME_MAX + 1];
+	store_delivery_group_t *group;
+	size_t n_msgs;
+	uint64_t total;          /* announced octets of every message so far */
+	size_t next_arg;         /* where the next message's options start */
+	size_t utf8_list;        /* index of a UTF8 message's "(literal8)", 0 none */
+	/* the first failure: "NO" or "BAD" and the text, NULL while none */
+	const char *status;
+	char text[160];
 };
+
+static void __attribute__((format(printf, 3, 4)))
+append_fail(struct append_state *st, const char *status, const char *fmt, ...)
+{
+	va_list ap;
+	if (st->status != NULL)
+		return;
+	st->status = status;
+	va_start(ap, fmt);
+	vsnprintf(st->text, sizeof(st->text), fmt, ap);
+	va_end(ap);
+}
+
+static const char append_syntax[] =
+	"Syntax: APPEND mailbox 1*([(flags)] [date-time] (literal | UTF8 (~literal)))";
+
+void imap_append_abort(struct imap_session *s)
+{
+	store_delivery_abort(s->append);
+	s->append = NULL;
+	s->append_streaming = 0;
+	s->append_left = 0;
+	if (s->append_state != NULL) {
+		store_delivery_group_abort(s->append_state->group);
+		free(s->append_state);
+		s->append_state = NULL;
+	}
+}
 
 static int month_index(const char *m)
 {
@@ -177,176 +217,255 @@ static int parse_date_time(const char *str, time_t *out)
 	return 0;
 }
 
-static void append_commit(struct imap_session *s, struct imap_cmd *cmd, struct append_state *st);
-
-
-/* What follows the message: nothing, or for UTF8 the ")" closing its
- * list around a literal8 (RFC 6855 4: utf8-literal = "UTF8" SP "(" literal8
- * ")"). */
-static int append_tail_ok(const struct imap_cmd *cmd, const struct append_state *st)
-{
-	size_t n = cmd->n_args;
-	const struct imap_arg *a = cmd->args;
-	if (!st->utf8)
-		return n >= 2 && a[n - 1].type == IMAP_ARG_STREAMED;
-	return n >= 3 && a[n - 1].type == IMAP_ARG_LIST && a[n - 1].list_count == 1 &&
-	       a[n - 1].list[0].type == IMAP_ARG_STREAMED && a[n - 1].list[0].literal8;
-}
-
-void imap_cmd_append(struct imap_session *s, struct imap_cmd *cmd)
-{
-	/* Reached when the command is complete: the literal was streamed into
-	 * s->append by the session and imap_append_literal_done ran. */
-	struct append_state *st = s->append_state;
-	s->append_state = NULL;
-	if (st != NULL && !append_tail_ok(cmd, st))
-		st->valid = 0;
-	/* Raw 8-bit header octets are accepted without ENABLE UTF8=ACCEPT
-	 * (RFC 6855 4 would refuse them): old mail synchronised by mbsync and
-	 * friends has them, and refusing loses it. Dovecot accepts them too. */
-	if (st != NULL && st->valid && s->append != NULL && st->mailbox_id != 0) {
-		append_commit(s, cmd, st);
-	} else if (s->append_too_big) {
-		imap_tagged(s, cmd->tag, "NO", "[TOOBIG] Message too big");
-	} else if (st != NULL && st->valid && st->name_error != NULL) {
-		imap_reply_bad_name(s, cmd->tag, st->name_error);
-	} else if (st != NULL && st->valid && st->mailbox_id == 0) {
-		imap_tagged(s, cmd->tag, "NO", "[TRYCREATE] No such mailbox");
-	} else if (st != NULL && st->valid) {
-		imap_tagged(s, cmd->tag, "NO", "[SERVERBUG] Cannot store the message");
-	} else {
-		imap_tagged(s, cmd->tag, "BAD",
-			    "Syntax: APPEND mailbox [(flags)] [date-time] (literal | UTF8 (~literal))");
-	}
-	s->append_too_big = 0;
-	store_delivery_abort(s->append);
-	s->append = NULL;
-	imap_append_state_free(st);
-}
-
-void imap_append_state_free(struct append_state *st)
-{
-	if (st == NULL)
-		return;
-	free(st->keywords);
-	free(st);
-}
-
-/* The literal has been streamed: parse what came before it (mailbox,
- * flags, date), attach the parse cache, and commit. */
-void imap_append_literal_done(struct imap_session *s)
+/* The first literal of the command: the mailbox must exist before any
+ * octet is taken (RFC 3501 6.3.11: [TRYCREATE], never created). */
+static struct append_state *append_start(struct imap_session *s)
 {
 	size_t n;
 	const struct imap_arg *args = imap_parser_args(s->parser, &n);
 	struct append_state *st = calloc(1, sizeof(*st));
-	snprintf(st->tag, sizeof(st->tag), "%s", imap_parser_tag(s->parser));
-	st->date = time(NULL);
+	if (st == NULL)
+		return NULL;
+	st->next_arg = 1;
+	const char *raw = imap_arg_string(&args[0]);
+	/* modified UTF-7 may take up to 4 octets per octet of UTF-8 */
+	if (raw == NULL || strlen(raw) > 4 * STORE_MAILBOX_NAME_MAX) {
+		append_fail(st, "BAD", "%s", append_syntax);
+		return st;
+	}
+	const char *err;
+	char *uname = imap_mailbox_name_in(s, raw, &err); /* RFC 3501 5.1.3 */
+	if (uname == NULL) {
+		append_fail(st, "NO", "[CANNOT] Invalid mailbox name (%s): %s",
+			    imap_utf8_names(s) ? "UTF-8" : "modified UTF-7, RFC 3501 5.1.3", err);
+		return st;
+	}
+	if (strlen(uname) > STORE_MAILBOX_NAME_MAX) {
+		free(uname);
+		append_fail(st, "BAD", "%s", append_syntax);
+		return st;
+	}
+	const char *name = strcasecmp(uname, "INBOX") == 0 ? "INBOX" : uname;
+	snprintf(st->mailbox, sizeof(st->mailbox), "%s", name);
+	free(uname);
+	name = st->mailbox;
+	struct store_mailbox_status mst;
+	int r = store_mailbox_status(s->srv->store, s->user_id, name, &mst, &err);
+	if (r == 1) {
+		st->mailbox_id = mst.id;
+		st->uidvalidity = mst.uidvalidity;
+		if ((st->group = store_delivery_group_new(s->srv->store)) == NULL)
+			append_fail(st, "NO", "[SERVERBUG] Out of memory");
+	} else if (r == 0) {
+		append_fail(st, "NO", "[TRYCREATE] No such mailbox");
+	} else {
+		log_error("imap", s->id, "event=store-error error=\"%s\"", err);
+		append_fail(st, "NO", "[SERVERBUG] Cannot read the mailbox");
+	}
+	return st;
+}
+
+int imap_append_literal(struct imap_session *s, uint64_t size, int sync)
+{
+	if (s->append_state == NULL && (s->append_state = append_start(s)) == NULL) {
+		imap_parser_literal_reject(s->parser, "[SERVERBUG] Out of memory");
+		return -1;
+	}
+	struct append_state *st = s->append_state;
+	const struct config_limits *lim = &s->srv->config->limits;
+	st->n_msgs++;
+	if (size == 0)
+		/* RFC 3502 6.3.11: "A zero-length message literal argument is
+		 * an error, and MUST return a NO. This can be used to cancel
+		 * the append." */
+		append_fail(st, "NO", "APPEND cancelled (zero-length message)");
+	else if (size > lim->max_message_size)
+		/* RFC 7889 3: over APPENDLIMIT, a tagged TOOBIG */
+		append_fail(st, "NO", "[TOOBIG] Message %zu is too big (APPENDLIMIT=%llu)",
+			    st->n_msgs, (unsigned long long)lim->max_message_size);
+	else if (size > lim->max_multiappend_size - st->total)
+		/* RFC 9051 7.1: LIMIT, an implementation limit */
+		append_fail(st, "NO", "[LIMIT] The messages of one APPEND exceed %llu octets",
+			    (unsigned long long)lim->max_multiappend_size);
+	if (st->status != NULL && sync) {
+		/* no "+" for octets the command would drop: the client sends
+		 * no literal, and the command ends at "{n}" (RFC 3501 7.5) */
+		s->reject_no = strcmp(st->status, "NO") == 0;
+		imap_parser_literal_reject(s->parser, st->text);
+		return -1;
+	}
+	if (st->status == NULL) {
+		st->total += size;
+		if ((s->append = store_delivery_new(s->srv->store)) == NULL)
+			append_fail(st, "NO", "[SERVERBUG] Out of memory");
+	}
+	/* a failed command's {n+} octets come anyway (RFC 7888 4): skipped */
+	s->append_left = size;
+	s->append_streaming = 1;
+	imap_parser_literal_stream(s->parser);
+	if (sync)
+		imap_printf(s, "+ Ready for literal data\r\n");
+	return 0;
+}
+
+/* A UTF8 message's literal8 sits in "(" ")" (RFC 6855 4: utf8-literal =
+ * "UTF8" SP "(" literal8 ")"), complete once the list has closed. */
+static int utf8_list_ok(const struct imap_arg *args, size_t n, size_t at)
+{
+	return at < n && args[at].type == IMAP_ARG_LIST && args[at].list_count == 1 &&
+	       args[at].list[0].type == IMAP_ARG_STREAMED && args[at].list[0].literal8;
+}
+
+/* A literal has been streamed: check the options before it (flags, date)
+ * and hand the message to the group. */
+void imap_append_literal_done(struct imap_session *s)
+{
+	struct append_state *st = s->append_state;
+	store_delivery_t *d = s->append;
+	s->append = NULL;
+	size_t n;
+	const struct imap_arg *args = imap_parser_args(s->parser, &n);
+	uint32_t flags = 0;
+	char *keywords = NULL;
+	time_t date = time(NULL);
+	int utf8 = 0;
 	/* the literal is the last argument so far; within "UTF8 (" the list
 	 * is still open, so UTF8 is */
-	int ok = n >= 2 && imap_arg_string(&args[0]) != NULL;
+	int ok = n >= 2 && st->next_arg <= n - 1;
 	if (ok && args[n - 1].type == IMAP_ARG_ATOM && strcasecmp(args[n - 1].str, "UTF8") == 0)
-		st->utf8 = 1;
-	else if (!ok || args[n - 1].type != IMAP_ARG_STREAMED)
+		utf8 = 1;
+	else if (!ok || args[n - 1].type != IMAP_ARG_STREAMED || args[n - 1].literal8)
+		ok = 0; /* literal8 only inside UTF8 ( ) */
+	if (ok && st->utf8_list != 0 && !utf8_list_ok(args, n, st->utf8_list))
 		ok = 0;
-	size_t i = 1;
+	size_t i = st->next_arg;
 	if (ok && i < n - 1 && args[i].type == IMAP_ARG_LIST) {
-		if (imap_parse_flags(&args[i], &st->flags, &st->keywords) < 0)
+		if (imap_parse_flags(&args[i], &flags, &keywords) < 0)
 			ok = 0;
 		i++;
 	}
 	if (ok && i < n - 1) {
-		const char *d = imap_arg_string(&args[i]);
-		if (d == NULL || args[i].type != IMAP_ARG_QUOTED || parse_date_time(d, &st->date) < 0)
+		const char *dt = imap_arg_string(&args[i]);
+		if (dt == NULL || args[i].type != IMAP_ARG_QUOTED || parse_date_time(dt, &date) < 0)
 			ok = 0;
 		i++;
 	}
 	if (i != n - 1)
 		ok = 0;
-	if (ok && s->append != NULL) {
-		struct store_mailbox_status mst;
+	st->next_arg = n + (size_t)utf8; /* after the "(literal8)" to come */
+	st->utf8_list = utf8 ? n : 0;
+	if (!ok)
+		append_fail(st, "BAD", "%s", append_syntax);
+	else if (st->status == NULL && d == NULL)
+		append_fail(st, "NO", "[SERVERBUG] Cannot store the message");
+	if (st->status == NULL) {
+		/* Raw 8-bit header octets are accepted without ENABLE
+		 * UTF8=ACCEPT (RFC 6855 4 would refuse them): old mail
+		 * synchronised by mbsync and friends has them, and refusing
+		 * loses it. Dovecot accepts them too. */
 		const char *err;
-		char *name = imap_mailbox_name_in(s, imap_arg_string(&args[0]), &st->name_error);
-		int r = name == NULL ? 0
-				     : store_mailbox_status(s->srv->store, s->user_id,
-							    strcasecmp(name, "INBOX") == 0 ? "INBOX" : name,
-							    &mst, &err);
-		free(name);
-		if (r == 1) {
-			st->mailbox_id = mst.id;
-			st->uidvalidity = mst.uidvalidity;
+		if (mime_store_attach(d, &err) < 0)
+			log_warn("imap", s->id, "event=parse-failed error=\"%s\"", err);
+		store_delivery_add_mailbox(d, st->mailbox_id, flags, keywords);
+		if (store_delivery_group_add(st->group, d, date, &err) < 0) {
+			log_error("imap", s->id, "event=store-error error=\"%s\"", err);
+			append_fail(st, "NO", "[SERVERBUG] Cannot store the message");
 		}
+		d = NULL; /* the group's now, even when it failed */
 	}
-	st->valid = ok;
-	if (!ok) {
-		store_delivery_abort(s->append);
-		s->append = NULL;
-	}
-	/* The command completes when the parser reports DONE (the line may
-	 * go on after the literal); imap_cmd_append then commits. */
-	imap_append_state_free(s->append_state);
-	s->append_state = st;
+	store_delivery_abort(d);
+	free(keywords);
 }
 
-struct append_done_ctx {
+struct append_reply {
 	struct imap_handle *h;
 	char tag[128];
+	char mailbox[STORE_MAILBOX_NAME_MAX + 1];
+	int64_t mailbox_id;
 	uint32_t uidvalidity;
-};
-
-struct append_reply {
 	int status;
-	uint32_t uid;
-	uint32_t uidvalidity;
-	char tag[128];
-	char error[128];
+	uint32_t *uids;
+	size_t n;
 };
 
 static void append_finish(struct imap_session *s, void *arg)
 {
 	struct append_reply *r = arg;
 	if (s != NULL) {
-		if (r->status == 0) {
+		char *set = r->status == 0 ? imap_seqset_format(r->uids, r->n) : NULL;
+		if (set != NULL) {
 			if (s->sel != NULL)
 				s->notify_pending = 1;
 			imap_mailbox_sync(s, 1);
-			imap_tagged(s, r->tag, "OK", "[APPENDUID %u %u] APPEND completed", r->uidvalidity,
-				    r->uid);
+			/* RFC 4315 3, RFC 3502: every uid, in append order */
+			imap_tagged(s, r->tag, "OK", "[APPENDUID %u %s] APPEND completed", r->uidvalidity,
+				    set);
+		} else if (r->status == 0) {
+			imap_mailbox_sync(s, 1);
+			imap_tagged(s, r->tag, "OK", "APPEND completed");
 		} else {
-			imap_tagged(s, r->tag, "NO", "[SERVERBUG] APPEND failed");
+			/* nothing was stored; most likely the mailbox was
+			 * deleted (or renamed, or replaced) meanwhile */
+			struct store_mailbox_status mst;
+			const char *err;
+			int e = store_mailbox_status(s->srv->store, s->user_id, r->mailbox, &mst, &err);
+			if (e == 0)
+				imap_tagged(s, r->tag, "NO", "[TRYCREATE] No such mailbox");
+			else if (e == 1 && mst.id != r->mailbox_id)
+				imap_tagged(s, r->tag, "NO", "Mailbox replaced during APPEND; try again");
+			else
+				imap_tagged(s, r->tag, "NO", "[SERVERBUG] APPEND failed");
 		}
+		free(set);
 		imap_cmd_done(s);
 	}
+	free(r->uids);
 	free(r);
 }
 
 static void append_cb(void *ctx, const struct store_delivery_result *res)
 {
-	struct append_done_ctx *c = ctx;
-	struct append_reply *r = calloc(1, sizeof(*r));
+	struct append_reply *r = ctx;
 	r->status = res->status;
-	r->uid = res->n_rcpts > 0 ? res->uids[0] : 0;
-	r->uidvalidity = c->uidvalidity;
-	snprintf(r->tag, sizeof(r->tag), "%s", c->tag);
-	imap_post(c->h, append_finish, r);
-	free(c);
+	if (res->status == 0 && (r->uids = dup_u32(res->uids, res->n_rcpts)) != NULL)
+		r->n = res->n_rcpts;
+	if (res->status != 0)
+		log_warn("imap", 0, "event=append-failed error=\"%s\"", res->error);
+	/* the uids come ascending: one mailbox, one savepoint */
+	imap_post(r->h, append_finish, r);
 }
 
-/* Called from imap_cmd_append when everything is in place. */
-static void append_commit(struct imap_session *s, struct imap_cmd *cmd, struct append_state *st)
+void imap_cmd_append(struct imap_session *s, struct imap_cmd *cmd)
 {
-	store_delivery_t *d = s->append;
-	s->append = NULL;
-	/* parse once, now, while the content is at hand */
-	const char *err;
-	if (mime_store_attach(d, &err) < 0)
-		log_warn("imap", s->id, "event=parse-failed error=\"%s\"", err);
-	store_delivery_add_mailbox(d, st->mailbox_id, st->flags, st->keywords);
-	struct append_done_ctx *c = calloc(1, sizeof(*c));
-	c->h = imap_handle_ref(s);
-	snprintf(c->tag, sizeof(c->tag), "%s", cmd->tag);
-	c->uidvalidity = st->uidvalidity;
+	/* Reached when the command line is complete: every literal was
+	 * streamed and handed to the group (imap_append_literal_done). */
+	struct append_state *st = s->append_state;
+	s->append_state = NULL;
+	if (st == NULL) {
+		imap_tagged(s, cmd->tag, "BAD", "%s", append_syntax);
+		return;
+	}
+	/* nothing may follow the last message but its UTF8 list */
+	if (st->next_arg != cmd->n_args ||
+	    (st->utf8_list != 0 && !utf8_list_ok(cmd->args, cmd->n_args, st->utf8_list)))
+		append_fail(st, "BAD", "%s", append_syntax);
+	struct append_reply *r = st->status == NULL ? calloc(1, sizeof(*r)) : NULL;
+	if (st->status == NULL && r == NULL)
+		append_fail(st, "NO", "[SERVERBUG] Out of memory");
+	if (st->status != NULL) {
+		imap_tagged(s, cmd->tag, st->status, "%s", st->text);
+		store_delivery_group_abort(st->group);
+		free(st);
+		return;
+	}
+	r->h = imap_handle_ref(s);
+	snprintf(r->tag, sizeof(r->tag), "%s", cmd->tag);
+	snprintf(r->mailbox, sizeof(r->mailbox), "%s", st->mailbox);
+	r->mailbox_id = st->mailbox_id;
+	r->uidvalidity = st->uidvalidity;
 	imap_cmd_async(s, cmd);
-	store_delivery_commit(d, st->date, append_cb, c);
+	store_delivery_group_commit(st->group, append_cb, r);
+	free(st);
 }
 
 /* --------------------------------------------------- CLOSE/UNSELECT/EXPUNGE */

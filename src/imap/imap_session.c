@@ -70,6 +70,8 @@ static const struct imap_command commands[] = {
 #define AUTH_LITERAL     (64 * 1024)   /* non-APPEND literals */
 #define MAX_DEPTH        16
 #define MAX_ARGS         10000
+/* RFC 7888 5: the largest {n+} a LITERAL- server takes */
+#define LITERAL_MINUS_MAX 4096
 
 static void set_limits(struct imap_session *s)
 {
@@ -518,12 +520,8 @@ static void dispatch(struct imap_session *s)
 	const char *name = imap_parser_command(s->parser);
 	cmd.args = imap_parser_args(s->parser, &cmd.n_args);
 	if (!quoted_utf8_ok(cmd.args, cmd.n_args)) {
-		/* an APPEND whose literal was streamed: drop it */
-		store_delivery_abort(s->append);
-		s->append = NULL;
-		imap_append_state_free(s->append_state);
-		s->append_state = NULL;
-		s->append_too_big = 0;
+		/* an APPEND whose literals were streamed: drop them */
+		imap_append_abort(s);
 		imap_tagged(s, cmd.tag, "BAD", "Invalid UTF-8 in a quoted string");
 		return;
 	}
@@ -593,34 +591,19 @@ static int literal_announced(struct imap_session *s)
 	const char *cmd = imap_parser_command(s->parser);
 	size_t nargs;
 	imap_parser_args(s->parser, &nargs);
-	/* APPEND mailbox [flags] [date] literal: the message streams to the store */
-	if (s->state != IMAP_NOTAUTH && cmd != NULL && strcasecmp(cmd, "APPEND") == 0 &&
-	    nargs >= 1) {
-		if (s->append_state != NULL) {
-			/* a second message: MULTIAPPEND (RFC 3502) is not offered.
-			 * No "+" for {n}; {n+} octets are skipped (RFC 7888 4) */
-			imap_parser_literal_reject(s->parser, "One message per APPEND (no MULTIAPPEND)");
-			return -1;
-		}
-		uint64_t max = s->srv->config->limits.max_message_size;
-		if (size > max) {
-			if (sync) {
-				imap_parser_literal_reject(s->parser, "[TOOBIG] Message too big");
-				return -1;
-			}
-			/* {n+}: the octets come anyway (RFC 7888 4): skip them */
-			s->append_too_big = 1;
-		}
-		if (!s->append_too_big) {
-			s->append = store_delivery_new(s->srv->store);
-		}
-		s->append_left = size;
-		s->append_streaming = 1;
-		imap_parser_literal_stream(s->parser);
-		if (sync)
-			imap_printf(s, "+ Ready for literal data\r\n");
-		return 0;
+	/* LITERAL- (RFC 7888 5): a {n+} over 4096 octets is refused; its
+	 * octets come anyway and are skipped (section 4, choice 1), so the
+	 * session goes on; for APPEND the BAD carries TOOBIG, as everywhere */
+	if (!sync && !s->srv->config->imap_literal_plus && size > LITERAL_MINUS_MAX) {
+		imap_parser_literal_reject(s->parser,
+					   "[TOOBIG] Non-synchronizing literal over 4096 octets "
+					   "(LITERAL-): send it as {n}");
+		return -1;
 	}
+	/* APPEND mailbox 1*([flags] [date] literal): messages stream to the store */
+	if (s->state != IMAP_NOTAUTH && cmd != NULL && strcasecmp(cmd, "APPEND") == 0 &&
+	    nargs >= 1)
+		return imap_append_literal(s, size, sync);
 	/* other literals are buffered by the parser, within its limits; a
 	 * refused one never gets a "+" (the client then sends no octets) */
 	if (imap_parser_literal_accept(s->parser) < 0)
@@ -636,18 +619,13 @@ static int parse_error(struct imap_session *s)
 {
 	char tag[128];
 	snprintf(tag, sizeof(tag), "%s", imap_parser_error_tag(s->parser));
-	imap_tagged(s, tag, "BAD", "%s", imap_parser_error(s->parser));
+	imap_tagged(s, tag, s->reject_no ? "NO" : "BAD", "%s", imap_parser_error(s->parser));
+	s->reject_no = 0;
 	if (imap_parser_error_fatal(s->parser)) {
 		imap_session_close(s, "Cannot resynchronise with the command stream");
 		return -1;
 	}
-	if (s->append != NULL) {
-		store_delivery_abort(s->append);
-		s->append = NULL;
-	}
-	imap_append_state_free(s->append_state);
-	s->append_state = NULL;
-	s->append_too_big = 0;
+	imap_append_abort(s);
 	imap_parser_reset(s->parser);
 	return s->state == IMAP_LOGOUT ? -1 : 0;
 }
@@ -766,8 +744,7 @@ static void imap_closed(void *arg)
 	log_info("imap", s->id, "event=disconnect user=%s", s->user[0] ? s->user : "-");
 	imap_fetch_abort(s);
 	imap_mailbox_close(s);
-	store_delivery_abort(s->append);
-	imap_append_state_free(s->append_state);
+	imap_append_abort(s);
 	imap_parser_free(s->parser);
 	sasl_free(s->scram);
 	free(s->saved);

@@ -80,12 +80,12 @@ struct imap_session {
 	char sasl_mech[16];
 	char sasl_user[320];
 	struct sasl_server *scram; /* SCRAM-SHA-256 exchange (auth/sasl.h) */
-	/* APPEND streaming */
-	store_delivery_t *append;
+	/* APPEND streaming (imap_cmd_message.c) */
+	store_delivery_t *append;  /* the message being streamed; NULL: skipped */
 	int append_streaming;
-	struct append_state *append_state; /* what preceded the literal */
+	struct append_state *append_state; /* the command so far */
 	uint64_t append_left;
-	int append_too_big;
+	int reject_no;             /* the pending parser error is a NO, not a BAD */
 	/* SEARCHRES saved result (RFC 5182) */
 	uint32_t *saved;
 	size_t n_saved;
@@ -195,9 +195,14 @@ imap_cmd_fn imap_cmd_capability, imap_cmd_noop, imap_cmd_logout, imap_cmd_id, im
 /* AUTHENTICATE / APPEND / IDLE continuation input (imap_cmd_auth.c etc.). */
 void imap_sasl_input(struct imap_session *s, const char *line, size_t len);
 void imap_idle_input(struct imap_session *s, const char *line, size_t len);
-void imap_append_state_free(struct append_state *st);
+/* An APPEND literal of size octets was announced ({n}: sync): 0 when it
+ * streams (the "+" is sent for {n}), -1 when it is refused (the parser is in
+ * its error state; s->reject_no says whether the reply is NO or BAD). */
+int imap_append_literal(struct imap_session *s, uint64_t size, int sync);
 /* Called when a streamed APPEND literal is complete. */
 void imap_append_literal_done(struct imap_session *s);
+/* Drop an APPEND in progress: streamed messages, nothing stored. */
+void imap_append_abort(struct imap_session *s);
 /* The capability list for the current state (no tag, no "CAPABILITY"). */
 void imap_write_capabilities(struct imap_session *s);
 

@@ -108,6 +108,43 @@ void store_delivery_add_mailbox(store_delivery_t *d, int64_t mailbox_id, uint32_
  * next store_delivery_write or commit. -1 when the delivery has failed. */
 int store_delivery_content(store_delivery_t *d, const char **data_r, size_t *len_r, int *fd_r);
 
+/* ---- several deliveries stored together (IMAP MULTIAPPEND) ---- */
+
+/* A group of deliveries committed in one savepoint of a group-committed
+ * batch: every message is stored, or none is (RFC 3502 6.3.11). Each
+ * delivery is built as usual (content, cache, targets) and then handed to
+ * the group, which owns it from then on. A single message keeps using
+ * store_delivery_commit; a group costs one savepoint like a delivery.
+ *
+ * The group bounds its memory: once the content it holds in memory passes
+ * STORE_GROUP_MEM_MAX, further deliveries are moved to spill files (and
+ * every spill file is closed when its delivery is added), so a group of
+ * many messages holds neither their content nor a descriptor each. */
+#define STORE_GROUP_MEM_MAX (1024u * 1024u)
+
+typedef struct store_delivery_group store_delivery_group_t;
+
+/* NULL when out of memory. */
+store_delivery_group_t *store_delivery_group_new(store_t *store);
+/* Take over d (complete: no more writes), to be stored with internaldate.
+ * -1 with *error_r when d has failed (a write error), has no target, or
+ * memory or a file ran out: d is freed and the whole group has failed (its
+ * commit reports the failure; aborting it is the usual step). */
+int store_delivery_group_add(store_delivery_group_t *g, store_delivery_t *d,
+			     time_t internaldate, const char **error_r);
+/* Deliveries added so far (failed ones included). */
+size_t store_delivery_group_count(const store_delivery_group_t *g);
+/* Hand the group to the committer. cb runs once, like a delivery's (see
+ * store_delivery_cb): status 0 when every delivery is durable, else -1 and
+ * nothing of the group was stored. uids lists every delivery's targets'
+ * uids, deliveries in add order, targets in their call order (n_rcpts is
+ * their total): for deliveries with one mailbox target each, one uid per
+ * message, ascending and consecutive within a mailbox. An empty group
+ * fails. The caller must not touch g afterwards. */
+void store_delivery_group_commit(store_delivery_group_t *g, store_delivery_cb *cb, void *ctx);
+/* Drop a group and its deliveries. NULL is allowed. */
+void store_delivery_group_abort(store_delivery_group_t *g);
+
 /* ---- write operations (group-committed) ---- */
 
 enum store_flags_mode { STORE_FLAGS_SET, STORE_FLAGS_ADD, STORE_FLAGS_DEL };

@@ -2,9 +2,10 @@
  * store_sqlite_delivery.c - receiving messages and the group committer.
  *
  * A delivery holds its content in memory up to STORE_INLINE_MAX, then spills
- * to DATA_DIR/tmp/spill-NAME. The committer's queue holds jobs: deliveries
- * and operations (store_sqlite_op.c), in submission order. Committing a
- * batch, in this order:
+ * to DATA_DIR/tmp/spill-NAME. The committer's queue holds jobs: deliveries,
+ * groups of deliveries stored all or none (MULTIAPPEND), and operations
+ * (store_sqlite_op.c), in submission order. Committing a batch, in this
+ * order:
  *   1. each delivery's spill file: fdatasync, rename to DATA_DIR/blobs/XX/NAME;
  *   2. fsync each blobs/XX directory touched (and blobs/ if XX is new);
  *   3. one SQLite transaction for the whole batch, a savepoint per job;
@@ -273,8 +274,8 @@ int store_delivery_content(store_delivery_t *d, const char **data_r, size_t *len
 	*data_r = NULL;
 	*len_r = 0;
 	*fd_r = -1;
-	if (d->status < 0)
-		return -1;
+	if (d->status < 0 || (d->spilled && d->fd < 0))
+		return -1; /* failed, or parked in a group */
 	if (d->fd < 0) {
 		*data_r = (const char *)d->buf;
 		*len_r = d->buf_len;
@@ -395,6 +396,153 @@ void store_delivery_commit(store_delivery_t *d, time_t internaldate,
 		store_commit_batch(store, &d->job);
 }
 
+/* ---- groups: several deliveries, all or none ---- */
+
+struct store_delivery_group {
+	struct store_job job;           /* first: the committer queue */
+	store_t *store;
+	struct store_delivery **members;
+	size_t n, cap;
+	size_t mem;                     /* content octets held in memory */
+	uint32_t *uids;                 /* every member's, in order */
+	uint32_t n_uids;
+	store_delivery_cb *cb;
+	void *ctx;
+	int status;                     /* the first error sticks */
+	char error[256];
+};
+
+static void __attribute__((format(printf, 2, 3)))
+group_failf(struct store_delivery_group *g, const char *fmt, ...)
+{
+	va_list args;
+
+	if (g->status == 0) {
+		g->status = -1;
+		va_start(args, fmt);
+		vsnprintf(g->error, sizeof(g->error), fmt, args);
+		va_end(args);
+	}
+}
+
+static void group_free(struct store_delivery_group *g)
+{
+	for (size_t i = 0; i < g->n; i++)
+		delivery_free(g->members[i]);
+	free(g->members);
+	free(g->uids);
+	free(g->job.touched);
+	free(g);
+}
+
+store_delivery_group_t *store_delivery_group_new(store_t *store)
+{
+	struct store_delivery_group *g = calloc(1, sizeof(*g));
+
+	if (g == NULL)
+		return NULL;
+	g->job.kind = STORE_JOB_GROUP;
+	g->store = store;
+	return g;
+}
+
+/* A delivery handed to a group receives no more content: its spill file is
+ * closed (spill_finish reopens it to sync it) and its write buffer freed,
+ * so that a group of many messages holds no descriptor and no buffer per
+ * message. With to_file, content still in memory goes to a spill file. */
+static int delivery_park(struct store_delivery *d, bool to_file)
+{
+	if (d->fd < 0 && to_file && d->buf_len > 0 && spill_start(d) < 0)
+		return -1;
+	if (d->fd < 0)
+		return 0;
+	if (spill_flush(d) < 0)
+		return -1;
+	if (close(d->fd) < 0) {
+		d->fd = -1;
+		delivery_failf(d, "closing the spill file: %s", strerror(errno));
+		return -1;
+	}
+	d->fd = -1;
+	free(d->buf);
+	d->buf = NULL;
+	d->buf_len = d->buf_cap = 0;
+	return 0;
+}
+
+int store_delivery_group_add(store_delivery_group_t *g, store_delivery_t *d,
+			     time_t internaldate, const char **error_r)
+{
+	struct store_delivery **grown;
+	unsigned char *shrunk;
+	size_t cap;
+
+	if (d->n_rcpts == 0)
+		delivery_fail(d, "delivery has no recipients");
+	if (d->status == 0 && g->n == g->cap) {
+		cap = g->cap == 0 ? 8 : g->cap * 2;
+		if ((grown = realloc(g->members, cap * sizeof(*grown))) == NULL) {
+			delivery_fail(d, "out of memory");
+		} else {
+			g->members = grown;
+			g->cap = cap;
+		}
+	}
+	if (d->status == 0)
+		(void)delivery_park(d, g->mem + d->buf_len > STORE_GROUP_MEM_MAX);
+	if (d->status < 0) {
+		group_failf(g, "message %zu: %s", g->n + 1, d->error);
+		*error_r = store_errorf("%s", g->error);
+		delivery_free(d);
+		return -1;
+	}
+	if (d->fd < 0 && !d->spilled && d->buf_len < d->buf_cap && d->buf_len > 0 &&
+	    (shrunk = realloc(d->buf, d->buf_len)) != NULL) {
+		d->buf = shrunk;
+		d->buf_cap = d->buf_len;
+	}
+	if (!d->spilled)
+		g->mem += d->buf_len;
+	d->internaldate = internaldate;
+	g->members[g->n++] = d;
+	return 0;
+}
+
+size_t store_delivery_group_count(const store_delivery_group_t *g)
+{
+	return g->n;
+}
+
+void store_delivery_group_commit(store_delivery_group_t *g, store_delivery_cb *cb, void *ctx)
+{
+	uint64_t total = 0;
+
+	g->cb = cb;
+	g->ctx = ctx;
+	for (size_t i = 0; i < g->n; i++)
+		total += g->members[i]->n_rcpts;
+	if (g->n == 0)
+		group_failf(g, "no message to store");
+	else if (total > UINT32_MAX ||
+		 (g->uids = calloc((size_t)total, sizeof(*g->uids))) == NULL)
+		group_failf(g, "out of memory");
+	else
+		g->n_uids = (uint32_t)total;
+	if (!store_job_enqueue(g->store, &g->job))
+		store_commit_batch(g->store, &g->job);
+}
+
+void store_delivery_group_abort(store_delivery_group_t *g)
+{
+	if (g != NULL)
+		group_free(g);
+}
+
+static struct store_delivery_group *job_group(struct store_job *job)
+{
+	return job->kind == STORE_JOB_GROUP ? (struct store_delivery_group *)job : NULL;
+}
+
 bool store_job_enqueue(store_t *store, struct store_job *job)
 {
 	job->next = NULL;
@@ -454,8 +602,18 @@ static void spill_finish(struct store_delivery *d, bool dirs[256],
 	char from[4096], to[4096], dir[4096];
 	int ret;
 
-	if (spill_flush(d) < 0)
+	if (d->fd < 0) {
+		/* parked in a group: written and closed, not yet synced; a
+		 * descriptor opened now syncs the same file */
+		delivery_path(d, false, from, sizeof(from));
+		d->fd = open(from, O_RDONLY | O_CLOEXEC);
+		if (d->fd < 0) {
+			delivery_failf(d, "open %s: %s", from, strerror(errno));
+			return;
+		}
+	} else if (spill_flush(d) < 0) {
 		return;
+	}
 	ret = fdatasync(d->fd);
 	if (close(d->fd) < 0)
 		ret = -1;
@@ -488,6 +646,7 @@ static void sync_dirs(store_t *store, struct store_job *list,
 		      const bool dirs[256], bool root_touched)
 {
 	struct store_delivery *d;
+	struct store_delivery_group *g;
 	char path[4096];
 	bool root_failed = false;
 
@@ -506,6 +665,12 @@ static void sync_dirs(store_t *store, struct store_job *list,
 			if ((d = job_delivery(job)) != NULL && d->in_blobs &&
 			    hex_index(d->name) == i)
 				delivery_fail(d, "cannot sync the blobs directory");
+			if ((g = job_group(job)) == NULL)
+				continue;
+			for (size_t k = 0; k < g->n; k++) {
+				if (g->members[k]->in_blobs && hex_index(g->members[k]->name) == i)
+					group_failf(g, "cannot sync the blobs directory");
+			}
 		}
 	}
 }
@@ -700,11 +865,49 @@ static int deliver_one(struct store_conn *conn, struct store_delivery *d,
 	return stmt_exec(conn, STMT_RELEASE, error_r) == SQLITE_OK ? 0 : -1;
 }
 
+/* A group inside the batch transaction: one savepoint for all its
+ * deliveries, so that one failing undoes the others (RFC 3502). Nothing
+ * else runs between them: a mailbox's uids come out consecutive. */
+static int deliver_group(struct store_conn *conn, struct store_delivery_group *g,
+			 const char **error_r)
+{
+	struct store_delivery *d;
+	const char *error;
+	uint32_t k = 0;
+
+	if (stmt_exec(conn, STMT_SAVEPOINT, error_r) != SQLITE_OK)
+		return -1;
+	for (size_t i = 0; i < g->n && g->status == 0; i++) {
+		d = g->members[i];
+		if (insert_delivery(conn, d, &error) < 0) {
+			group_failf(g, "message %zu: %s", i + 1, error);
+			break;
+		}
+		memcpy(g->uids + k, d->uids, d->n_rcpts * sizeof(*g->uids));
+		k += d->n_rcpts;
+		for (size_t t = 0; t < d->job.n_touched; t++) {
+			if (store_job_touch(&g->job, d->job.touched[t]) < 0)
+				group_failf(g, "out of memory");
+		}
+	}
+	if (g->status < 0) {
+		g->job.n_touched = 0;
+		if (stmt_exec(conn, STMT_ROLLBACK_TO, error_r) != SQLITE_OK)
+			return -1;
+	}
+	return stmt_exec(conn, STMT_RELEASE, error_r) == SQLITE_OK ? 0 : -1;
+}
+
 static bool job_ok(struct store_job *job)
 {
-	return job->kind == STORE_JOB_DELIVERY ?
-		((struct store_delivery *)job)->status == 0 :
-		store_op_ok((struct store_op *)job);
+	switch (job->kind) {
+	case STORE_JOB_DELIVERY:
+		return ((struct store_delivery *)job)->status == 0;
+	case STORE_JOB_GROUP:
+		return ((struct store_delivery_group *)job)->status == 0;
+	default:
+		return store_op_ok((struct store_op *)job);
+	}
 }
 
 static void job_fail(struct store_job *job, const char *error)
@@ -712,6 +915,8 @@ static void job_fail(struct store_job *job, const char *error)
 	job->n_touched = 0;
 	if (job->kind == STORE_JOB_DELIVERY)
 		delivery_fail((struct store_delivery *)job, error);
+	else if (job->kind == STORE_JOB_GROUP)
+		group_failf((struct store_delivery_group *)job, "%s", error);
 	else
 		store_op_fail((struct store_op *)job, error);
 }
@@ -734,6 +939,8 @@ static void db_commit(store_t *store, struct store_job *list)
 			continue;
 		if (job->kind == STORE_JOB_DELIVERY)
 			ret = deliver_one(conn, (struct store_delivery *)job, &error);
+		else if (job->kind == STORE_JOB_GROUP)
+			ret = deliver_group(conn, (struct store_delivery_group *)job, &error);
 		else
 			ret = store_op_run(conn, (struct store_op *)job, &error);
 	}
@@ -771,6 +978,32 @@ static void delivery_finish(struct store_delivery *d)
 	if (d->cb != NULL)
 		d->cb(d->ctx, &res);
 	delivery_free(d);
+}
+
+static void group_finish(struct store_delivery_group *g)
+{
+	struct store_delivery_result res;
+	char path[4096];
+
+	if (g->status < 0) {
+		for (size_t i = 0; i < g->n; i++) {
+			struct store_delivery *d = g->members[i];
+
+			if (d->in_blobs) {
+				delivery_path(d, true, path, sizeof(path));
+				(void)unlink(path);
+			}
+		}
+		if (g->uids != NULL)
+			memset(g->uids, 0, g->n_uids * sizeof(*g->uids));
+	}
+	res.status = g->status;
+	res.error = g->status < 0 ? g->error : NULL;
+	res.n_rcpts = g->uids != NULL ? g->n_uids : 0;
+	res.uids = g->uids;
+	if (g->cb != NULL)
+		g->cb(g->ctx, &res);
+	group_free(g);
 }
 
 static int cmp_id(const void *a, const void *b)
@@ -815,6 +1048,7 @@ static int64_t *touched_collect(struct store_job *list, size_t *n_r)
 void store_commit_batch(store_t *store, struct store_job *list)
 {
 	struct store_delivery *d;
+	struct store_delivery_group *g;
 	struct store_job *job, *next;
 	bool dirs[256] = { false }, root_touched = false;
 	unsigned n = 0, failed = 0, ops = 0;
@@ -824,6 +1058,16 @@ void store_commit_batch(store_t *store, struct store_job *list)
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (job = list; job != NULL; job = job->next) {
+		if ((g = job_group(job)) != NULL) {
+			for (size_t i = 0; i < g->n && g->status == 0; i++) {
+				d = g->members[i];
+				if (d->status == 0 && d->spilled)
+					spill_finish(d, dirs, &root_touched);
+				if (d->status < 0)
+					group_failf(g, "message %zu: %s", i + 1, d->error);
+			}
+			continue;
+		}
 		if ((d = job_delivery(job)) == NULL)
 			continue;
 		if (d->n_rcpts == 0)
@@ -850,6 +1094,8 @@ void store_commit_batch(store_t *store, struct store_job *list)
 		next = job->next;
 		if (job->kind == STORE_JOB_DELIVERY)
 			delivery_finish((struct store_delivery *)job);
+		else if (job->kind == STORE_JOB_GROUP)
+			group_finish((struct store_delivery_group *)job);
 		else
 			store_op_finish((struct store_op *)job);
 	}

@@ -85,9 +85,10 @@ enum stmt_id {
 	STMT_COUNT
 };
 
-/* What the committer queue carries: deliveries and operations, each
- * starting with this header, run in queue order in one transaction. */
-enum store_job_kind { STORE_JOB_DELIVERY, STORE_JOB_OP };
+/* What the committer queue carries: deliveries, groups of deliveries
+ * (all or none) and operations, each starting with this header, run in
+ * queue order in one transaction. */
+enum store_job_kind { STORE_JOB_DELIVERY, STORE_JOB_GROUP, STORE_JOB_OP };
 
 struct store_job {
 	enum store_job_kind kind;

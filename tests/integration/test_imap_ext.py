@@ -920,19 +920,20 @@ def test_utf8_append(server, client):
         client.ok(b"NOOP")
 
 
-def test_multiappend_not_offered(client):
-    # RFC 3502 is not advertised (the store cannot commit several
-    # messages atomically): a second message is BAD and nothing is stored
-    assert b"MULTIAPPEND" not in capabilities(client)
-    st, _, tagged = client.status(b"APPEND INBOX {3+}\r\nabc {3+}\r\ndef")
-    assert st == b"BAD", tagged
+def test_multiappend_offered(client):
+    # RFC 3502: advertised; several messages with synchronizing literals,
+    # a "+" for each, one APPENDUID with every uid (RFC 3502, UIDPLUS)
+    assert b"MULTIAPPEND" in capabilities(client)
+    uidvalidity = int(re.search(rb"UIDVALIDITY (\d+)",
+                                client.ok(b"STATUS INBOX (UIDVALIDITY)")[0][0]).group(1))
     client.sock.sendall(b"s APPEND INBOX {3}\r\n")
     assert client.response().startswith(b"+ ")
     client.sock.sendall(b"abc (\\Seen) {3}\r\n")
-    # no "+" for the second literal: BAD at once (RFC 7888 4 for {n})
-    assert client.response().startswith(b"s BAD "), "second literal accepted"
+    assert client.response().startswith(b"+ ")
+    client.sock.sendall(b"def\r\n")
+    assert client.response() == b"s OK [APPENDUID %d 1:2] APPEND completed\r\n" % uidvalidity
     untagged, _ = client.ok(b"STATUS INBOX (MESSAGES)")
-    assert untagged == [b'* STATUS "INBOX" (MESSAGES 0)\r\n']
+    assert untagged == [b'* STATUS "INBOX" (MESSAGES 2)\r\n']
     # a plain APPEND still works afterwards
     append(client, b"INBOX", msg("after"))
 

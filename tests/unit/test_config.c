@@ -447,6 +447,32 @@ static void test_size_suffixes(void **state)
 	load_err("[limits]\nsmtp_line_max = 65k\n", "%s:2:", "smtp_line_max", NULL);
 }
 
+static void test_imap_keys(void **state)
+{
+	(void)state;
+	/* RFC 7888 5: LITERAL+ or LITERAL-, never both; LITERAL+ by default */
+	struct config *c = load_ok("");
+	assert_int_equal(c->imap_literal_plus, 1);
+	assert_true(c->limits.max_multiappend_size == 100u * 1024 * 1024);
+	c = load_ok("[imap]\nliteral_plus = no\n");
+	assert_int_equal(c->imap_literal_plus, 0);
+	c = load_ok("[imap]\nliteral_plus = yes\n");
+	assert_int_equal(c->imap_literal_plus, 1);
+	load_err("[imap]\nliteral_plus = maybe\n", "%s:2:", "[imap] literal_plus", NULL);
+	load_err("[imap]\nliteral_minus = yes\n", "%s:2:", "literal_minus", "unknown key", NULL);
+
+	/* the MULTIAPPEND total follows max_message_size unless set */
+	c = load_ok("[limits]\nmax_message_size = 10M\n");
+	assert_true(c->limits.max_multiappend_size == 40u * 1024 * 1024);
+	c = load_ok("[limits]\nmax_multiappend_size = 10M\nmax_message_size = 10M\n");
+	assert_true(c->limits.max_multiappend_size == 10u * 1024 * 1024);
+	/* below one message's limit: named with its own line */
+	load_err("[limits]\nmax_message_size = 10M\n\nmax_multiappend_size = 1M\n", "%s:4:",
+		 "max_multiappend_size", "max_message_size", NULL);
+	load_err("[limits]\nmax_multiappend_size = 1000\n", "%s:2:", "max_multiappend_size",
+		 NULL);
+}
+
 static void test_listen(void **state)
 {
 	(void)state;
@@ -647,6 +673,7 @@ int main(void)
 		T(test_bad_numbers),
 		T(test_numbers_out_of_range),
 		T(test_size_suffixes),
+		T(test_imap_keys),
 		T(test_listen),
 		T(test_listen_bad),
 		T(test_listen_port_no_suffix),
