@@ -6,7 +6,8 @@
  * per-thread connections and their statement cache, domains, users and the
  * read side of store.h. Deliveries and the committer live in
  * store_sqlite_delivery.c, write operations in store_sqlite_op.c, the read
- * side of store_mail.h and watchers in store_sqlite_mail.c.
+ * side of store_mail.h and watchers in store_sqlite_mail.c, reading content
+ * in store_sqlite_blob.c.
  */
 #include "store/store_sqlite_private.h"
 
@@ -264,7 +265,8 @@ static const char *const stmt_sql[STMT_COUNT] = {
 		" ORDER BY uid",
 	[STMT_EXPUNGED_INSERT] =
 		"INSERT INTO expunged(mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)",
-	[STMT_BLOB_INFO] = "SELECT size, path FROM blobs WHERE id = ?1",
+	/* data is NULL for content in a file: path says which */
+	[STMT_BLOB_CONTENT] = "SELECT size, path, data FROM blobs WHERE id = ?1",
 	[STMT_BLOB_REF] = "UPDATE blobs SET refcount = refcount + 1 WHERE id = ?1",
 	[STMT_CACHE_GET] =
 		"SELECT envelope, bodystructure, body, parts, subject, from_, to_, cc,"
