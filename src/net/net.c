@@ -94,6 +94,10 @@ struct net_conn {
 	int closed;
 	int discarding;     /* inside an overlong line */
 	int in_input;       /* reentrancy guard */
+	/* Direct writes (conn_run_input): EV_WRITE is off while the output is
+	 * empty (write_off), and writes made while handling input are only
+	 * collected (write_hold). Every other write turns EV_WRITE back on. */
+	int write_off, write_hold;
 	char *line;
 	size_t line_cap;
 	net_conn_t *prev, *next;
@@ -101,6 +105,7 @@ struct net_conn {
 
 static void conn_setup_bev(net_conn_t *c);
 static void conn_free(net_conn_t *c);
+static void conn_kick(net_conn_t *c);
 
 /* ------------------------------------------------------------------ workers */
 
@@ -169,6 +174,64 @@ void net_conn_tls_describe(net_conn_t *c, char *buf, size_t bufsz)
 	tls_describe(c->bev, buf, bufsz);
 }
 
+/* Replies written directly. Left to the bufferevent, a reply costs an
+ * epoll_ctl to watch the socket for writing, a pass through epoll_wait to
+ * hear that it is writable (it nearly always is), the writev, and another
+ * epoll_ctl to stop watching: for a client sending one command at a time,
+ * that is most of a round trip's system calls. So on a plain socket with
+ * nothing queued, what the protocol writes while handling input is
+ * collected with EV_WRITE off and sent with one writev when it returns;
+ * only a remainder (socket buffer full) is left to the bufferevent.
+ * Not for TLS or any filtering bufferevent, and not for output that must
+ * go through write_cb (closing, STARTTLS, a response suspended at the high
+ * watermark, which waits for the writable hook). */
+static int conn_hold_writes(net_conn_t *c)
+{
+	if (c->tls || c->tls_pending || c->closing || bufferevent_get_underlying(c->bev) != NULL ||
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) != 0)
+		return 0;
+	if (!c->write_off) {
+		bufferevent_disable(c->bev, EV_WRITE);
+		c->write_off = 1;
+	}
+	c->write_hold = 1;
+	return 1;
+}
+
+static void conn_write_on(net_conn_t *c)
+{
+	if (c->write_off && !c->write_hold) {
+		c->write_off = 0;
+		bufferevent_enable(c->bev, EV_WRITE);
+	}
+}
+
+static void conn_release_writes(net_conn_t *c, struct bufferevent *held)
+{
+	if (c->bev != held)
+		return; /* switched to TLS meanwhile: a new bufferevent, EV_WRITE on */
+	c->write_hold = 0;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t len = evbuffer_get_length(out);
+	if (len == 0)
+		return; /* nothing written: EV_WRITE stays off */
+	if (!c->closing && !c->tls_pending && len < c->worker->srv->output_high) {
+		/* The bufferevent keeps the start of its output frozen
+		 * except while it writes itself. Errors are left to it:
+		 * the data stays, and its next write reports them. */
+		evbuffer_unfreeze(out, 1);
+		evbuffer_write(out, c->fd);
+		evbuffer_freeze(out, 1);
+		if (evbuffer_get_length(out) == 0) {
+			/* write_cb would have run input again after the drain */
+			if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+				conn_kick(c);
+			return;
+		}
+	}
+	conn_write_on(c);
+}
+
 static void conn_run_input(net_conn_t *c)
 {
 	if (c->closed || c->closing || c->paused || c->tls_pending || c->in_input)
@@ -177,11 +240,16 @@ static void conn_run_input(net_conn_t *c)
 		return;
 	if (!net_conn_can_process(c))
 		return;
+	struct bufferevent *held = conn_hold_writes(c) ? c->bev : NULL;
 	c->in_input = 1;
 	c->ops->input(c->session);
 	c->in_input = 0;
-	if (c->closed)
+	if (c->closed) {
 		conn_free(c);
+		return;
+	}
+	if (held != NULL)
+		conn_release_writes(c, held);
 }
 
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
@@ -325,6 +393,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 static void conn_setup_bev(net_conn_t *c)
 {
 	size_t high = c->worker->srv->output_high;
+	c->write_off = c->write_hold = 0;
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, NET_INPUT_MAX);
 	bufferevent_setwatermark(c->bev, EV_WRITE, high / 2, 0);
@@ -477,6 +546,7 @@ void net_conn_write(net_conn_t *c, const void *data, size_t len)
 {
 	if (c->closed)
 		return;
+	conn_write_on(c);
 	bufferevent_write(c->bev, data, len);
 }
 
@@ -484,6 +554,7 @@ void net_conn_printf(net_conn_t *c, const char *fmt, ...)
 {
 	if (c->closed)
 		return;
+	conn_write_on(c);
 	va_list ap;
 	va_start(ap, fmt);
 	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
