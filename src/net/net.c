@@ -96,7 +96,8 @@ struct net_conn {
 	int in_input;       /* reentrancy guard */
 	/* Direct writes (conn_run_input): EV_WRITE is off while the output is
 	 * empty (write_off), and writes made while handling input are only
-	 * collected (write_hold). Every other write turns EV_WRITE back on. */
+	 * collected (write_hold). Anything else added to the output turns
+	 * EV_WRITE back on (conn_output_cb). */
 	int write_off, write_hold;
 	char *line;
 	size_t line_cap;
@@ -204,6 +205,15 @@ static void conn_write_on(net_conn_t *c)
 		c->write_off = 0;
 		bufferevent_enable(c->bev, EV_WRITE);
 	}
+}
+
+/* On the output buffer itself, so that every writer is covered, whatever
+ * path its octets take into the buffer. */
+static void conn_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	(void)buf;
+	if (info->n_added > 0)
+		conn_write_on(arg);
 }
 
 static void conn_release_writes(net_conn_t *c, struct bufferevent *held)
@@ -394,6 +404,7 @@ static void conn_setup_bev(net_conn_t *c)
 {
 	size_t high = c->worker->srv->output_high;
 	c->write_off = c->write_hold = 0;
+	evbuffer_add_cb(bufferevent_get_output(c->bev), conn_output_cb, c);
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, NET_INPUT_MAX);
 	bufferevent_setwatermark(c->bev, EV_WRITE, high / 2, 0);
@@ -546,7 +557,6 @@ void net_conn_write(net_conn_t *c, const void *data, size_t len)
 {
 	if (c->closed)
 		return;
-	conn_write_on(c);
 	bufferevent_write(c->bev, data, len);
 }
 
@@ -554,7 +564,6 @@ void net_conn_printf(net_conn_t *c, const char *fmt, ...)
 {
 	if (c->closed)
 		return;
-	conn_write_on(c);
 	va_list ap;
 	va_start(ap, fmt);
 	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
