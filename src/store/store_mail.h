@@ -107,9 +107,9 @@ void store_blob_reader_free(store_blob_reader_t *r);
  * (its last message expunged) or cannot be opened. */
 int store_blob_reader_open(store_blob_reader_t *r, int64_t blob_id, uint64_t *size_r,
 			   const char **error_r);
-/* The next octets, at most max: *data_r points into the reader and stays
- * valid until the next call on it; *len_r is 0 at the end. -1 on a read
- * error (a file shorter than recorded). */
+/* The next octets, at most max (> 0): *data_r points into the reader and
+ * stays valid until the next call on it; *len_r is 0 at the end. -1 on a
+ * read error (a file shorter than recorded). */
 int store_blob_reader_next(store_blob_reader_t *r, size_t max, const void **data_r,
 			   size_t *len_r, const char **error_r);
 /* Done with the current content (closes its file); the reader stays
