@@ -116,6 +116,11 @@ struct net_conn {
 	int closed;
 	int discarding;     /* inside an overlong line */
 	int in_input;       /* reentrancy guard */
+	/* Direct writes (conn_run_input): EV_WRITE is off while the output is
+	 * empty (write_off), and writes made while handling input are only
+	 * collected (write_hold). Anything else added to the output turns
+	 * EV_WRITE back on (conn_output_cb). */
+	int write_off, write_hold;
 	char *line;
 	size_t line_cap;
 	struct net_zlayer *z; /* COMPRESS active */
@@ -124,6 +129,7 @@ struct net_conn {
 
 static void conn_setup_bev(net_conn_t *c);
 static void conn_free(net_conn_t *c);
+static void conn_kick(net_conn_t *c);
 
 static void conn_kick(net_conn_t *c)
 {
@@ -358,6 +364,73 @@ static void z_fail(net_conn_t *c)
 	net_conn_close(c);
 }
 
+/* Replies written directly. Left to the bufferevent, a reply costs an
+ * epoll_ctl to watch the socket for writing, a pass through epoll_wait to
+ * hear that it is writable (it nearly always is), the writev, and another
+ * epoll_ctl to stop watching: for a client sending one command at a time,
+ * that is most of a round trip's system calls. So on a plain socket with
+ * nothing queued, what the protocol writes while handling input is
+ * collected with EV_WRITE off and sent with one writev when it returns;
+ * only a remainder (socket buffer full) is left to the bufferevent.
+ * Not for TLS or any filtering bufferevent, and not for output that must
+ * go through write_cb (closing, STARTTLS, a response suspended at the high
+ * watermark, which waits for the writable hook). */
+static int conn_hold_writes(net_conn_t *c)
+{
+	if (c->tls || c->tls_pending || c->closing || bufferevent_get_underlying(c->bev) != NULL ||
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) != 0)
+		return 0;
+	if (!c->write_off) {
+		bufferevent_disable(c->bev, EV_WRITE);
+		c->write_off = 1;
+	}
+	c->write_hold = 1;
+	return 1;
+}
+
+static void conn_write_on(net_conn_t *c)
+{
+	if (c->write_off && !c->write_hold) {
+		c->write_off = 0;
+		bufferevent_enable(c->bev, EV_WRITE);
+	}
+}
+
+/* On the output buffer itself, so that every writer is covered, whatever
+ * path its octets take into the buffer. */
+static void conn_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	(void)buf;
+	if (info->n_added > 0)
+		conn_write_on(arg);
+}
+
+static void conn_release_writes(net_conn_t *c, struct bufferevent *held)
+{
+	if (c->bev != held)
+		return; /* switched to TLS meanwhile: a new bufferevent, EV_WRITE on */
+	c->write_hold = 0;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t len = evbuffer_get_length(out);
+	if (len == 0)
+		return; /* nothing written: EV_WRITE stays off */
+	if (!c->closing && !c->tls_pending && len < c->worker->srv->output_high) {
+		/* The bufferevent keeps the start of its output frozen
+		 * except while it writes itself. Errors are left to it:
+		 * the data stays, and its next write reports them. */
+		evbuffer_unfreeze(out, 1);
+		evbuffer_write(out, c->fd);
+		evbuffer_freeze(out, 1);
+		if (evbuffer_get_length(out) == 0) {
+			/* write_cb would have run input again after the drain */
+			if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+				conn_kick(c);
+			return;
+		}
+	}
+	conn_write_on(c);
+}
+
 static void conn_run_input(net_conn_t *c)
 {
 	if (c->closed || c->closing || c->paused || c->tls_pending || c->in_input)
@@ -370,12 +443,17 @@ static void conn_run_input(net_conn_t *c)
 	}
 	if (!net_conn_can_process(c))
 		return;
+	struct bufferevent *held = conn_hold_writes(c) ? c->bev : NULL;
 	c->in_input = 1;
 	c->ops->input(c->session);
 	c->in_input = 0;
 	if (c->closed) {
 		conn_free(c);
 		return;
+	}
+	if (held != NULL) {
+		z_flush_now(c); /* one sync flush per batch, sent with it */
+		conn_release_writes(c, held);
 	}
 	if (c->z == NULL || c->closing)
 		return;
@@ -530,6 +608,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 static void conn_setup_bev(net_conn_t *c)
 {
 	size_t high = c->worker->srv->output_high;
+	c->write_off = c->write_hold = 0;
+	evbuffer_add_cb(bufferevent_get_output(c->bev), conn_output_cb, c);
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, NET_INPUT_MAX);
 	bufferevent_setwatermark(c->bev, EV_WRITE, high / 2, 0);

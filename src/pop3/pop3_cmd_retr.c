@@ -1,6 +1,9 @@
 /* RETR and TOP (RFC 1939 7): the message streamed from the store in chunks,
  * byte-stuffed, continued as the output drains (the writable hook), so that
- * a large message never sits whole in memory or in the output buffer. */
+ * a large message never sits whole in memory or in the output buffer. One
+ * store read transaction per message (store_blob_reader_open): inline
+ * content (at most 128 KiB) comes out whole, a content file is read with
+ * pread as the output drains. */
 #include "pop3/pop3_session.h"
 
 #include "core/log.h"
@@ -8,14 +11,16 @@
 
 #include <stdlib.h>
 
+/* Stuffing goes through a buffer on the stack in pieces of this much. */
+#define STUFF_PIECE (16 * 1024)
+
+/* Allocated at the first RETR/TOP and kept for the session: the reader
+ * keeps its buffer between messages. */
 struct pop3_body {
-	int64_t blob_id;
-	uint64_t size, offset;
+	store_blob_reader_t *reader;
+	uint64_t left;      /* octets of the message still to send */
 	uint32_t index;
 	struct pop3_stuffer st;
-	size_t chunk;
-	char *in;          /* chunk octets */
-	char *out;         /* 2 * chunk: stuffing at most doubles them */
 };
 
 void pop3_body_free(struct pop3_session *s)
@@ -23,83 +28,86 @@ void pop3_body_free(struct pop3_session *s)
 	struct pop3_body *b = s->body;
 	if (b == NULL)
 		return;
-	free(b->in);
+	store_blob_reader_free(b->reader);
 	free(b);
 	s->body = NULL;
 }
 
-/* Read the next chunk into b->in; the octet count, or -1 (logged). */
-static long read_chunk(struct pop3_session *s, struct pop3_body *b)
+/* Stuff and write data[0..len) (the stuffer at most doubles it). */
+static void write_stuffed(struct pop3_session *s, struct pop3_body *b, const char *data,
+			  size_t len)
 {
-	uint64_t left = b->size - b->offset;
-	size_t want = left < b->chunk ? (size_t)left : b->chunk;
-	size_t got = 0;
-	const char *err = "content shorter than recorded";
-	if (store_blob_read(s->srv->store, b->blob_id, b->offset, b->in, want, &got, &err) < 0 ||
-	    got != want) {
-		log_warn("pop3", s->id, "event=read-failed msg=%u error=\"%s\"", b->index + 1, err);
-		return -1;
+	char out[2 * STUFF_PIECE];
+	while (len > 0 && !b->st.done) {
+		size_t n = len < STUFF_PIECE ? len : STUFF_PIECE;
+		pop3_write(s, out, pop3_stuffer_encode(&b->st, data, n, out));
+		data += n;
+		len -= n;
 	}
-	b->offset += got;
-	return (long)got;
 }
 
 static void body_continue(struct pop3_session *s)
 {
 	struct pop3_body *b = s->body;
-	while (!b->st.done && b->offset < b->size) {
+	while (!b->st.done && b->left > 0) {
 		if (!net_conn_can_process(s->conn))
 			return; /* continued by the writable hook */
-		long got = read_chunk(s, b);
-		if (got < 0) {
+		const void *data;
+		size_t got = 0;
+		const char *err = "content shorter than recorded";
+		size_t want = b->left < POP3_READ_CHUNK ? (size_t)b->left : POP3_READ_CHUNK;
+		if (store_blob_reader_next(b->reader, want, &data, &got, &err) < 0 || got == 0) {
+			log_warn("pop3", s->id, "event=read-failed msg=%u error=\"%s\"",
+				 b->index + 1, err);
 			/* The +OK is out and a multi-line response cannot say
 			 * -ERR: all that is left is to end the session. */
-			pop3_body_free(s);
+			store_blob_reader_close(b->reader);
 			s->cont = NULL;
 			pop3_session_close(s);
 			return;
 		}
-		pop3_write(s, b->out, pop3_stuffer_encode(&b->st, b->in, (size_t)got, b->out));
+		b->left -= got;
+		write_stuffed(s, b, data, got);
 	}
 	char end[5];
 	pop3_write(s, end, pop3_stuffer_finish(&b->st, end));
-	pop3_body_free(s);
+	store_blob_reader_close(b->reader);
 	pop3_cont_done(s);
 }
 
 static void send_message(struct pop3_session *s, uint32_t i, int top, uint64_t lines)
 {
 	const struct pop3_msg *m = &s->md.msgs[i];
-	struct pop3_body *b = calloc(1, sizeof(*b));
-	size_t chunk = m->size < POP3_READ_CHUNK ? (size_t)m->size : POP3_READ_CHUNK;
-	if (chunk == 0)
-		chunk = 1;
-	if (b == NULL || (b->in = malloc(3 * chunk)) == NULL) {
-		free(b);
-		pop3_fail(s, "[SYS/TEMP] Out of memory");
-		return;
+	struct pop3_body *b = s->body;
+	if (b == NULL) {
+		if ((b = calloc(1, sizeof(*b))) == NULL ||
+		    (b->reader = store_blob_reader_new(s->srv->store)) == NULL) {
+			free(b);
+			pop3_fail(s, "[SYS/TEMP] Out of memory");
+			return;
+		}
+		s->body = b;
 	}
-	b->out = b->in + chunk;
-	b->chunk = chunk;
-	b->blob_id = m->blob_id;
-	b->size = m->size;
-	b->index = i;
-	pop3_stuffer_init(&b->st, top, lines);
-	s->body = b;
-	/* The first chunk before the +OK: a message that IMAP expunged (and
-	 * whose content is gone) still gets a proper -ERR. */
-	long got = b->size > 0 ? read_chunk(s, b) : 0;
-	if (got < 0) {
-		pop3_body_free(s);
+	/* Opened before the +OK: a message that IMAP expunged (and whose
+	 * content is gone) still gets a proper -ERR. */
+	uint64_t size = 0;
+	const char *err = NULL;
+	if (store_blob_reader_open(b->reader, m->blob_id, &size, &err) == 0 && size < m->size)
+		err = "content shorter than recorded";
+	if (err != NULL) {
+		log_warn("pop3", s->id, "event=read-failed msg=%u error=\"%s\"", i + 1, err);
+		store_blob_reader_close(b->reader);
 		pop3_fail(s, "Message %u is no longer available", i + 1);
 		return;
 	}
+	b->left = m->size;
+	b->index = i;
+	pop3_stuffer_init(&b->st, top, lines);
 	if (top)
 		pop3_ok(s, "Top of message %u follows", i + 1);
 	else
 		pop3_ok(s, "%llu octets", (unsigned long long)m->size);
 	s->retrieved += !top;
-	pop3_write(s, b->out, pop3_stuffer_encode(&b->st, b->in, (size_t)got, b->out));
 	s->cont = body_continue;
 	body_continue(s);
 }

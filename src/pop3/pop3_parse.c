@@ -226,37 +226,52 @@ void pop3_stuffer_init(struct pop3_stuffer *st, int limit, uint64_t body_lines)
 	st->body_left = body_lines;
 }
 
+/* A line ended inside the TOP cut: count it, and stop at the cut. */
+static void top_line_end(struct pop3_stuffer *st)
+{
+	int empty = st->line_len == 0 || (st->line_len == 1 && st->line_cr_only);
+	st->line_len = 0;
+	st->line_cr_only = 0;
+	if (st->in_header) {
+		if (!empty)
+			return;
+		st->in_header = 0; /* the blank line is sent with the header */
+	} else {
+		st->body_left--;
+	}
+	if (st->body_left == 0)
+		st->done = 1;
+}
+
 size_t pop3_stuffer_encode(struct pop3_stuffer *st, const char *in, size_t len, char *out)
 {
-	size_t o = 0;
-	for (size_t i = 0; i < len && !st->done; i++) {
-		char c = in[i];
-		if (st->line_start && c == '.')
+	size_t o = 0, i = 0;
+	/* By runs: a line (or the part of it in this chunk) is copied whole;
+	 * only the octet after each LF can need a "." in front. */
+	while (i < len && !st->done) {
+		if (st->line_start && in[i] == '.')
 			out[o++] = '.';
-		out[o++] = c;
+		const char *lf = memchr(in + i, '\n', len - i);
+		size_t end = lf != NULL ? (size_t)(lf - in) + 1 : len;
+		size_t n = end - i;
+		memcpy(out + o, in + i, n);
+		o += n;
+		st->line_start = lf != NULL;
+		if (st->limit) {
+			/* TOP: the octets of the line before its LF (if any) */
+			size_t text = n - (lf != NULL);
+			if (text > 0) {
+				st->line_cr_only = st->line_len == 0 && text == 1 && in[i] == '\r';
+				st->line_len += text;
+			}
+			if (lf != NULL)
+				top_line_end(st);
+		}
+		i = end;
+	}
+	if (i > 0) {
 		st->emitted = 1;
-		st->last_lf = c == '\n';
-		st->line_start = c == '\n';
-		if (c != '\n') {
-			st->line_cr_only = st->line_len == 0 && c == '\r';
-			st->line_len++;
-			continue;
-		}
-		/* a line ended */
-		int empty = st->line_len == 0 || (st->line_len == 1 && st->line_cr_only);
-		st->line_len = 0;
-		st->line_cr_only = 0;
-		if (!st->limit)
-			continue;
-		if (st->in_header) {
-			if (!empty)
-				continue;
-			st->in_header = 0; /* the blank line is sent with the header */
-		} else {
-			st->body_left--;
-		}
-		if (st->body_left == 0)
-			st->done = 1;
+		st->last_lf = in[i - 1] == '\n';
 	}
 	return o;
 }

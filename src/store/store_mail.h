@@ -92,6 +92,30 @@ void store_msg_cache_free(struct store_msg_cache *c);
 int store_blob_read(store_t *store, int64_t blob_id, uint64_t offset, void *buf, size_t len,
 		    size_t *got_r, const char **error_r);
 
+/* Whole content from its first octet to its last, cheaply (POP3 RETR and
+ * TOP). A reader serves one message after another and keeps its buffer
+ * between them: one per session. Use it on one thread at a time. */
+typedef struct store_blob_reader store_blob_reader_t;
+/* NULL when out of memory. */
+store_blob_reader_t *store_blob_reader_new(store_t *store);
+/* Close the current content, then free (NULL is allowed). */
+void store_blob_reader_free(store_blob_reader_t *r);
+/* Start on blob_id (the current content, if any, is closed first), with
+ * its size in *size_r. This is the only read transaction: inline content is
+ * copied into the reader, a content file is opened and stays readable even
+ * if its message is expunged meanwhile. -1 when the blob no longer exists
+ * (its last message expunged) or cannot be opened. */
+int store_blob_reader_open(store_blob_reader_t *r, int64_t blob_id, uint64_t *size_r,
+			   const char **error_r);
+/* The next octets, at most max (> 0): *data_r points into the reader and
+ * stays valid until the next call on it; *len_r is 0 at the end. -1 on a
+ * read error (a file shorter than recorded). */
+int store_blob_reader_next(store_blob_reader_t *r, size_t max, const void **data_r,
+			   size_t *len_r, const char **error_r);
+/* Done with the current content (closes its file); the reader stays
+ * usable. NULL is allowed. */
+void store_blob_reader_close(store_blob_reader_t *r);
+
 /* Attach the parse cache to a delivery before committing it (stored in the
  * same transaction as the message). Strings are copied. */
 void store_delivery_set_cache(store_delivery_t *d, const struct store_msg_cache *cache);

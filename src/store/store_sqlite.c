@@ -6,7 +6,8 @@
  * per-thread connections and their statement cache, domains, users and the
  * read side of store.h. Deliveries and the committer live in
  * store_sqlite_delivery.c, write operations in store_sqlite_op.c, the read
- * side of store_mail.h and watchers in store_sqlite_mail.c.
+ * side of store_mail.h and watchers in store_sqlite_mail.c, reading content
+ * in store_sqlite_blob.c.
  */
 #include "store/store_sqlite_private.h"
 
@@ -25,6 +26,9 @@
 #define DATA_DIR_MAX 3072
 #define LOCALPART_MAX 64
 #define DOMAIN_MAX 253
+/* How much of the database file every connection maps (PRAGMA mmap_size):
+ * pages beyond it are read with pread. */
+#define STORE_MMAP_SIZE "1073741824"
 /* store_message_write never holds more than this much of a message. */
 #define STREAM_CHUNK (64u * 1024u)
 /* Opening retries a locked new database for up to this many 10 ms. */
@@ -264,7 +268,8 @@ static const char *const stmt_sql[STMT_COUNT] = {
 		" ORDER BY uid",
 	[STMT_EXPUNGED_INSERT] =
 		"INSERT INTO expunged(mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)",
-	[STMT_BLOB_INFO] = "SELECT size, path FROM blobs WHERE id = ?1",
+	/* data is NULL for content in a file: path says which */
+	[STMT_BLOB_CONTENT] = "SELECT size, path, data FROM blobs WHERE id = ?1",
 	[STMT_BLOB_REF] = "UPDATE blobs SET refcount = refcount + 1 WHERE id = ?1",
 	[STMT_CACHE_GET] =
 		"SELECT envelope, bodystructure, body, parts, subject, from_, to_, cc,"
@@ -404,10 +409,13 @@ static int conn_open(store_t *store, bool create, struct store_conn **conn_r,
 	}
 	/* The CLI writes while the server runs: wait for its lock instead of
 	 * failing. synchronous=FULL makes every WAL commit an fsync, which is
-	 * what lets SMTP say 250 after COMMIT. */
+	 * what lets SMTP say 250 after COMMIT. Reads of the database file go
+	 * through a shared memory map instead of pread into each thread's own
+	 * page cache (inline content is most of what is read: RETR, FETCH). */
 	sqlite3_busy_timeout(conn->db, 5000);
 	if (sqlite3_exec(conn->db, "PRAGMA foreign_keys = ON;"
-			 "PRAGMA synchronous = FULL;", NULL, NULL, NULL) != SQLITE_OK) {
+			 "PRAGMA synchronous = FULL;"
+			 "PRAGMA mmap_size = " STORE_MMAP_SIZE ";", NULL, NULL, NULL) != SQLITE_OK) {
 		*error_r = store_db_error(conn, "setting up the connection");
 		conn_close(conn);
 		return -1;

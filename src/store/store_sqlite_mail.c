@@ -1,7 +1,7 @@
 /*
  * store_sqlite_mail.c - the read side of store_mail.h (mailbox status,
- * message metadata, changes since a modseq, parse cache, content by offset)
- * and the registry of watchers.
+ * message metadata, changes since a modseq, parse cache) and the registry of
+ * watchers. Content is read in store_sqlite_blob.c.
  *
  * Every read runs on the calling thread's own connection; in WAL mode it
  * sees the last committed state and never waits for the committer.
@@ -245,91 +245,6 @@ void store_msg_cache_free(struct store_msg_cache *c)
 	free(c->in_reply_to);
 	free(c->references);
 	memset(c, 0, sizeof(*c));
-}
-
-static int pread_all(int fd, void *buf, size_t len, uint64_t offset, size_t *got_r)
-{
-	size_t got = 0;
-	ssize_t n;
-
-	while (got < len) {
-		n = pread(fd, (char *)buf + got, len - got, (off_t)(offset + got));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	*got_r = got;
-	return 0;
-}
-
-int store_blob_read(store_t *store, int64_t blob_id, uint64_t offset, void *buf, size_t len,
-		    size_t *got_r, const char **error_r)
-{
-	struct store_conn *conn;
-	sqlite3_blob *blob;
-	sqlite3_stmt *stmt;
-	char path[4096];
-	uint64_t size = 0;
-	size_t n = 0;
-	int rc, fd = -1, ret = 0;
-
-	*got_r = 0;
-	if ((conn = store_conn_get(store, error_r)) == NULL ||
-	    (stmt = stmt_get(conn, STMT_BLOB_INFO, error_r)) == NULL)
-		return -1;
-	sqlite3_bind_int64(stmt, 1, blob_id);
-	/* While the statement holds its row, its snapshot keeps the blob
-	 * row; a file opened now stays readable even if it is unlinked. */
-	rc = sqlite3_step(stmt);
-	if (rc == SQLITE_ROW) {
-		size = (uint64_t)sqlite3_column_int64(stmt, 0);
-		n = offset >= size ? 0 : (size - offset < len ? (size_t)(size - offset) : len);
-		if (n == 0) {
-			/* At or past the end: nothing to read. */
-		} else if (sqlite3_column_type(stmt, 1) == SQLITE_NULL) {
-			/* Inline: at most STORE_INLINE_MAX, so int is enough. */
-			if (sqlite3_blob_open(conn->db, "main", "blobs", "data", blob_id, 0,
-					      &blob) != SQLITE_OK) {
-				ret = read_error(conn, error_r);
-			} else {
-				if (sqlite3_blob_read(blob, buf, (int)n, (int)offset) != SQLITE_OK)
-					ret = read_error(conn, error_r);
-				sqlite3_blob_close(blob);
-			}
-		} else {
-			snprintf(path, sizeof(path), "%s/%s", store->data_dir,
-				 (const char *)sqlite3_column_text(stmt, 1));
-			if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-				*error_r = store_errorf("open %s: %s", path, strerror(errno));
-				ret = -1;
-			}
-		}
-	} else if (rc == SQLITE_DONE) {
-		*error_r = "no such message content";
-		ret = -1;
-	} else {
-		ret = read_error(conn, error_r);
-	}
-	stmt_put(conn, STMT_BLOB_INFO, stmt);
-	if (fd >= 0) {
-		size_t got = 0;
-
-		if (pread_all(fd, buf, n, offset, &got) < 0) {
-			*error_r = store_errorf("reading %s: %s", path, strerror(errno));
-			ret = -1;
-		} else if (got != n) {
-			*error_r = "stored message file is shorter than recorded";
-			ret = -1;
-		}
-		close(fd);
-	}
-	if (ret == 0)
-		*got_r = n;
-	return ret;
 }
 
 /* ---- watchers ---- */

@@ -83,8 +83,15 @@ class RawPop3:
     """A minimal POP3 client on raw bytes, with its own buffer so that reads
     can time out without losing data."""
 
-    def __init__(self, port, tls=False, timeout=30, host="127.0.0.1"):
-        sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, port, tls=False, timeout=30, host="127.0.0.1", rcvbuf=None):
+        if rcvbuf is None:
+            sock = socket.create_connection((host, port), timeout=timeout)
+        else:
+            # set before connecting: it bounds the window the server sees
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.settimeout(timeout)
+            sock.connect((host, port))
         if tls:
             sock = client_tls_context().wrap_socket(sock, server_hostname="localhost")
         self.sock = sock

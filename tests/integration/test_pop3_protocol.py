@@ -3,6 +3,7 @@ every command through Python's poplib and on raw sockets, the maildrop
 semantics (snapshot at login, DELE/RSET/QUIT, the lock, UIDL stability),
 IMAP beside POP3, TLS, and bad input."""
 import imaplib
+import os
 import poplib
 import signal
 import socket
@@ -691,6 +692,89 @@ def test_large_message_streams_to_a_slow_reader(srv):
         assert c.readline() == f"+OK {size} octets\r\n".encode()
         assert unstuff(c.multiline()) == srv.message(uid)
     assert c.readline() == b"+OK\r\n"
+    assert c.cmd("QUIT").startswith(b"+OK")
+
+
+def exact_size_message(subject, size):
+    """A message of exactly size octets whose body lines mostly start with
+    "." (stuffed on the way out), so that stuffing meets every chunk edge."""
+    head = make_message(subject, body="")
+    lines = []
+    total = len(head)
+    i = 0
+    while total + 80 < size:
+        line = (b"." if i % 3 else b"..") + b"%05d" % i + b"y" * 60 + b"\r\n"
+        lines.append(line)
+        total += len(line)
+        i += 1
+    last = size - total - 2
+    assert 1 <= last <= 100
+    lines.append(b"." + b"z" * (last - 1) + b"\r\n")
+    msg = head + b"".join(lines)
+    assert len(msg) == size
+    return msg
+
+
+def test_retr_top_sizes_around_chunk_and_inline_limits(srv):
+    """Content up to 128 KiB is stored inline and read in one go, bigger
+    content from a file in 64 KiB chunks: sizes on both sides of both
+    limits come out exactly (RFC 1939 7 RETR, TOP; 3 byte-stuffing)."""
+    kib = 1024
+    sizes = [64 * kib - 1, 64 * kib, 64 * kib + 1, 128 * kib - 1, 128 * kib, 128 * kib + 1,
+             192 * kib + 7]
+    for n, size in enumerate(sizes):
+        raw_append(srv, exact_size_message(f"size {n}", size))  # stored as is
+    rows = stored(srv)
+    assert [size for _uid, size in rows] == sizes
+    c = RawPop3(pop3_port(srv))
+    c.login()
+    for n, (uid, size) in enumerate(rows):
+        whole = srv.message(uid)
+        assert c.cmd(f"RETR {n + 1}") == f"+OK {size} octets".encode()
+        raw = c.multiline()
+        assert raw.count(b"\r\n...") > 100  # ".." lines went out as "..."
+        assert unstuff(raw) == whole
+        head, body = whole.split(b"\r\n\r\n", 1)
+        assert c.cmd(f"TOP {n + 1} 2").startswith(b"+OK")
+        assert unstuff(c.multiline()) == head + b"\r\n\r\n" + b"".join(
+            body.split(b"\r\n")[i] + b"\r\n" for i in range(2))
+    # pipelined, every size at once: one burst of replies
+    c.send("".join(f"RETR {n + 1}\r\n" for n in range(len(rows))) + "NOOP\r\n")
+    for n, (uid, size) in enumerate(rows):
+        assert c.readline() == f"+OK {size} octets\r\n".encode()
+        assert unstuff(c.multiline()) == srv.message(uid)
+    assert c.readline() == b"+OK\r\n"
+    assert c.cmd("QUIT").startswith(b"+OK")
+
+
+def test_large_message_expunged_while_streaming(srv):
+    """A RETR in progress sends the whole message even if IMAP expunges it
+    meanwhile: its content file was opened before the +OK. Afterwards the
+    message is no longer available (RFC 1939 gives no number to a message
+    that is gone; -ERR, the session goes on)."""
+    line = "." + "q" * 70 + "\n"
+    deliver(srv, make_message("big", body=line * (8 * 1024 * 1024 // len(line))))
+    deliver(srv, make_message("small"))
+    (uid, size), _ = stored(srv)
+    whole = srv.message(uid)
+    c = RawPop3(pop3_port(srv), rcvbuf=16 * 1024)
+    c.login()
+    c.send(b"RETR 1\r\n")
+    assert c.readline() == f"+OK {size} octets\r\n".encode()
+    time.sleep(0.5)  # the server is now waiting for this client to read
+    im = imaplib.IMAP4("127.0.0.1", imap_port(srv))
+    im.login(*ALICE)
+    im.select("INBOX")
+    im.uid("STORE", str(uid), "+FLAGS", "(\\Deleted)")
+    im.expunge()
+    im.logout()
+    assert uid not in [u for u, _s in stored(srv)]
+    # its content file is gone from the store, most of it still unsent
+    assert not [f for _d, _s, files in os.walk(os.path.join(srv.data, "blobs")) for f in files]
+    assert unstuff(c.multiline()) == whole
+    assert c.cmd("RETR 1") == b"-ERR Message 1 is no longer available"
+    assert c.cmd("RETR 2").startswith(b"+OK")
+    assert b"Subject: small" in c.multiline()
     assert c.cmd("QUIT").startswith(b"+OK")
 
 

@@ -447,6 +447,79 @@ static void test_stuffing_roundtrip(void **state)
 	}
 }
 
+/* The whole response by the rules themselves (RFC 1939 3 and 7), octet by
+ * octet, on the complete input: a "." in front of every line starting with
+ * "."; for TOP the header through its blank line (empty, or a lone CR
+ * before the LF), then n lines; CR LF before the terminator when the output
+ * does not end with LF. */
+static size_t reference_encode(const char *in, size_t len, int top, uint64_t n, char *out)
+{
+	size_t o = 0, line_len = 0;
+	int header = 1, cr_only = 0;
+	for (size_t i = 0; i < len; i++) {
+		if ((i == 0 || in[i - 1] == '\n') && in[i] == '.')
+			out[o++] = '.';
+		out[o++] = in[i];
+		if (in[i] != '\n') {
+			cr_only = line_len == 0 && in[i] == '\r';
+			line_len++;
+			continue;
+		}
+		int blank = line_len == 0 || (line_len == 1 && cr_only);
+		line_len = 0;
+		if (!top)
+			continue;
+		if (header && !blank)
+			continue;
+		if (header)
+			header = 0;
+		else
+			n--;
+		if (n == 0)
+			break;
+	}
+	if (o > 0 && out[o - 1] != '\n') {
+		out[o++] = '\r';
+		out[o++] = '\n';
+	}
+	memcpy(out + o, ".\r\n", 3);
+	return o + 3;
+}
+
+/* Random messages rich in line ends and dots, cut into random chunks (from
+ * one octet to all of them): the streamed encoder must give exactly the
+ * reference output, for RETR and for TOP with small n. */
+static void test_stuffing_random_chunks(void **state)
+{
+	(void)state;
+	static const char alphabet[] = "..\r\n\nab";
+	unsigned seed = 4242;
+	char in[200], want[512];
+	size_t cuts[200];
+	for (int round = 0; round < 20000; round++) {
+		seed = seed * 1103515245u + 12345u;
+		size_t len = (seed >> 16) % sizeof(in);
+		for (size_t i = 0; i < len; i++) {
+			seed = seed * 1103515245u + 12345u;
+			in[i] = alphabet[(seed >> 16) % (sizeof(alphabet) - 1)];
+		}
+		int top = round % 3 == 0;
+		uint64_t n = top ? (uint64_t)(round / 3 % 5) : 0;
+		size_t want_len = reference_encode(in, len, top, n, want);
+		/* sorted cut points, some repeated (empty chunks) */
+		size_t n_cuts = 0, at = 0;
+		while (at < len && n_cuts < sizeof(cuts) / sizeof(cuts[0])) {
+			seed = seed * 1103515245u + 12345u;
+			at += (seed >> 16) % (round % 2 ? 3 : 40);
+			cuts[n_cuts++] = at < len ? at : len;
+		}
+		char *got = encode_chunks(in, len, top, n, cuts, n_cuts);
+		assert_int_equal(strlen(got), want_len);
+		assert_memory_equal(got, want, want_len);
+		free(got);
+	}
+}
+
 /* ----------------------------------------------------------------- base64 */
 
 static void check_b64(const char *in, int ok, const char *want, size_t want_len)
@@ -572,6 +645,7 @@ int main(void)
 		cmocka_unit_test(test_number),
 		cmocka_unit_test(test_stuffing),
 		cmocka_unit_test(test_top),
+		cmocka_unit_test(test_stuffing_random_chunks),
 		cmocka_unit_test(test_stuffing_roundtrip),
 		cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_md5),

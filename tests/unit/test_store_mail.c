@@ -1130,6 +1130,112 @@ static void test_blob_read(void **state)
 	free(small);
 }
 
+/* Read a whole blob through r in pieces of at most max octets. */
+static void reader_check(store_blob_reader_t *r, int64_t blob_id, const unsigned char *want,
+			 size_t size, size_t max)
+{
+	const char *error = NULL;
+	const void *data;
+	uint64_t got_size = 99;
+	size_t pos = 0, len;
+
+	if (store_blob_reader_open(r, blob_id, &got_size, &error) < 0)
+		fail_msg("store_blob_reader_open: %s", error);
+	assert_int_equal(got_size, size);
+	for (;;) {
+		if (store_blob_reader_next(r, max, &data, &len, &error) < 0)
+			fail_msg("store_blob_reader_next: %s", error);
+		if (len == 0)
+			break;
+		assert_true(len <= max);
+		assert_true(pos + len <= size);
+		assert_memory_equal(data, want + pos, len);
+		pos += len;
+	}
+	assert_int_equal(pos, size);
+	/* at the end it stays at the end */
+	assert_int_equal(store_blob_reader_next(r, max, &data, &len, &error), 0);
+	assert_int_equal(len, 0);
+}
+
+static void test_blob_reader(void **state)
+{
+	struct fixture *f = *state;
+	unsigned char *big = make_content(BIG_SIZE, 78), *small = make_content(1000, 5);
+	unsigned char *inl = make_content(128 * 1024, 6);
+	store_blob_reader_t *r = store_blob_reader_new(f->store);
+	const char *error = NULL;
+	const void *data;
+	uint64_t size;
+	size_t len;
+	struct msgs l;
+	struct op_res res;
+	store_op_t *op;
+
+	assert_non_null(r);
+	deliver(f->store, f->alice, small, 1000);
+	deliver(f->store, f->alice, big, BIG_SIZE);
+	deliver(f->store, f->alice, "", 0);
+	deliver(f->store, f->alice, inl, 128 * 1024); /* the largest inline size */
+	scan(f, status_of(f, "INBOX").id, &l);
+	assert_int_equal(l.count, 4);
+	assert_int_equal(count_blob_files(f->dir), 1);
+
+	/* One reader, message after message, in pieces of various sizes. */
+	const size_t maxes[] = { 1, 7, 4096, 64 * 1024, 1024 * 1024 };
+	for (size_t k = 0; k < sizeof(maxes) / sizeof(maxes[0]); k++) {
+		if (maxes[k] >= 4096)
+			reader_check(r, l.items[1].blob_id, big, BIG_SIZE, maxes[k]);
+		reader_check(r, l.items[0].blob_id, small, 1000, maxes[k]);
+		reader_check(r, l.items[2].blob_id, (const unsigned char *)"", 0, maxes[k]);
+		if (maxes[k] >= 4096)
+			reader_check(r, l.items[3].blob_id, inl, 128 * 1024, maxes[k]);
+	}
+	/* Opening a new blob in the middle of one starts over. */
+	assert_int_equal(store_blob_reader_open(r, l.items[1].blob_id, &size, &error), 0);
+	assert_int_equal(store_blob_reader_next(r, 10, &data, &len, &error), 0);
+	reader_check(r, l.items[0].blob_id, small, 1000, 300);
+
+	/* Content that does not exist. */
+	assert_int_equal(store_blob_reader_open(r, 999999, &size, &error), -1);
+	assert_non_null(error);
+	assert_int_equal(store_blob_reader_next(r, 10, &data, &len, &error), 0);
+	assert_int_equal(len, 0);
+
+	/* Expunged while being read: a file opened before stays readable,
+	 * inline content was copied at open; after that, opening fails. */
+	assert_int_equal(store_blob_reader_open(r, l.items[1].blob_id, &size, &error), 0);
+	assert_int_equal(store_blob_reader_next(r, 1000, &data, &len, &error), 0);
+	assert_memory_equal(data, big, 1000);
+	op = store_op_new(f->store);
+	store_op_expunge(op, status_of(f, "INBOX").id, &l.items[1].uid, 1);
+	op_ok(op, &res);
+	assert_int_equal(count_blob_files(f->dir), 0);
+	size_t pos = 1000;
+	while (store_blob_reader_next(r, 64 * 1024, &data, &len, &error) == 0 && len > 0) {
+		assert_memory_equal(data, big + pos, len);
+		pos += len;
+	}
+	assert_int_equal(pos, BIG_SIZE);
+	assert_int_equal(store_blob_reader_open(r, l.items[0].blob_id, &size, &error), 0);
+	op = store_op_new(f->store);
+	store_op_expunge(op, status_of(f, "INBOX").id, &l.items[0].uid, 1);
+	op_ok(op, &res);
+	assert_int_equal(store_blob_reader_next(r, 2000, &data, &len, &error), 0);
+	assert_int_equal(len, 1000);
+	assert_memory_equal(data, small, 1000);
+	assert_int_equal(store_blob_reader_open(r, l.items[0].blob_id, &size, &error), -1);
+	assert_int_equal(store_blob_reader_open(r, l.items[1].blob_id, &size, &error), -1);
+
+	store_blob_reader_close(r);
+	store_blob_reader_close(NULL);
+	store_blob_reader_free(r);
+	store_blob_reader_free(NULL);
+	free(big);
+	free(small);
+	free(inl);
+}
+
 /* ---- watchers ---- */
 
 struct watch_count {
@@ -1495,6 +1601,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_move, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_and_cache, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blob_read, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_blob_reader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ops_concurrent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),
