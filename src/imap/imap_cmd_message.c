@@ -263,8 +263,8 @@ void imap_append_literal_done(struct imap_session *s)
 		struct store_mailbox_status mst;
 		const char *err;
 		const char *name = imap_arg_string(&args[0]);
-		int r = store_mailbox_status(s->srv->store, s->user_id,
-					     strcasecmp(name, "INBOX") == 0 ? "INBOX" : name, &mst, &err);
+		int r = store_mailbox_find(s->srv->store, s->user_id,
+					   strcasecmp(name, "INBOX") == 0 ? "INBOX" : name, &mst, &err);
 		if (r == 1) {
 			st->mailbox_id = mst.id;
 			st->uidvalidity = mst.uidvalidity;
@@ -376,36 +376,48 @@ struct deleted_ctx {
 	size_t n_within;
 };
 
-static void deleted_cb(void *ctx, const struct store_msg *m)
+static void deleted_cb(void *ctx, uint32_t uid)
 {
 	struct deleted_ctx *dc = ctx;
-	if (!(m->flags & STORE_FLAG_DELETED) || imap_seq_of_uid(dc->s->sel, m->uid) == 0)
+	if (imap_seq_of_uid(dc->s->sel, uid) == 0)
 		return;
 	if (dc->within != NULL) {
 		size_t lo = 0, hi = dc->n_within;
 		while (lo < hi) {
 			size_t mid = (lo + hi) / 2;
-			if (dc->within[mid] < m->uid)
+			if (dc->within[mid] < uid)
 				lo = mid + 1;
 			else
 				hi = mid;
 		}
-		if (lo >= dc->n_within || dc->within[lo] != m->uid)
+		if (lo >= dc->n_within || dc->within[lo] != uid)
 			return;
 	}
 	uint32_t *n = realloc(dc->uids, (dc->n + 1) * sizeof(*n));
 	if (n == NULL)
 		return;
 	dc->uids = n;
-	dc->uids[dc->n++] = m->uid;
+	dc->uids[dc->n++] = uid;
 }
 
 static void expunge_common(struct imap_session *s, struct imap_cmd *cmd, const uint32_t *within,
 			   size_t n_within)
 {
 	struct deleted_ctx dc = { .s = s, .within = within, .n_within = n_within };
+	struct imap_mailbox *mb = s->sel;
 	const char *err;
-	if (store_msg_scan(s->srv->store, s->sel->id, 1, deleted_cb, &dc, &err) < 0) {
+	/* only \Deleted messages are read, within the view (and the set) */
+	uint32_t lo = mb->n > 0 ? mb->uids[0] : 1, hi = mb->n > 0 ? mb->uids[mb->n - 1] : 0;
+	if (within != NULL && n_within > 0) {
+		if (within[0] > lo)
+			lo = within[0];
+		if (within[n_within - 1] < hi)
+			hi = within[n_within - 1];
+	} else if (within != NULL) {
+		hi = 0; /* an empty set */
+	}
+	if (lo <= hi &&
+	    store_msg_scan_deleted(s->srv->store, mb->id, lo, hi, deleted_cb, &dc, &err) < 0) {
 		imap_tagged(s, cmd->tag, "NO", "[SERVERBUG] Cannot read mailbox");
 		free(dc.uids);
 		return;
@@ -685,8 +697,8 @@ static void copy_common(struct imap_session *s, struct imap_cmd *cmd, int move)
 	}
 	struct store_mailbox_status st;
 	const char *err;
-	int r = store_mailbox_status(s->srv->store, s->user_id,
-				     strcasecmp(dest, "INBOX") == 0 ? "INBOX" : dest, &st, &err);
+	int r = store_mailbox_find(s->srv->store, s->user_id,
+				   strcasecmp(dest, "INBOX") == 0 ? "INBOX" : dest, &st, &err);
 	if (r <= 0) {
 		free(uids);
 		imap_tagged(s, cmd->tag, "NO", r == 0 ? "[TRYCREATE] No such mailbox"

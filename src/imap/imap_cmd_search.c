@@ -3,7 +3,7 @@
  * The keys become a tree; AND/OR children are ordered cheapest first
  * (metadata, then the parse cache, then the header block, then the body)
  * and evaluation short-circuits. The first pass runs inside one
- * store_msg_scan with metadata only and settles most messages; the ones
+ * store_msg_scan_range over the view with metadata only and settles most messages; the ones
  * left undecided are evaluated afterwards, loading the cache, header and
  * body of each only when a key needs them.
  *
@@ -1095,7 +1095,8 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 	const char *err;
 	struct imap_mailbox *mb = s->sel;
 	int failed = 0;
-	if (mb->n > 0 && store_msg_scan(s->srv->store, mb->id, mb->uids[0], scan_cb, &ss, &err) < 0) {
+	if (mb->n > 0 && store_msg_scan_range(s->srv->store, mb->id, mb->uids[0], mb->uids[mb->n - 1],
+					      scan_cb, &ss, &err) < 0) {
 		log_error("imap", s->id, "event=store-error error=\"%s\"", err);
 		failed = 1;
 	}

@@ -107,12 +107,12 @@ struct load_ctx {
 	int failed;
 };
 
-static void load_cb(void *ctx, const struct store_msg *m)
+static void load_cb(void *ctx, uint32_t uid, uint32_t flags)
 {
 	struct load_ctx *lc = ctx;
-	if (push_uid(&lc->mb->uids, &lc->mb->n, &lc->mb->cap, m->uid) < 0)
+	if (push_uid(&lc->mb->uids, &lc->mb->n, &lc->mb->cap, uid) < 0)
 		lc->failed = 1;
-	if (lc->first_unseen_seq == 0 && !(m->flags & STORE_FLAG_SEEN))
+	if (lc->first_unseen_seq == 0 && !(flags & STORE_FLAG_SEEN))
 		lc->first_unseen_seq = (uint32_t)lc->mb->n;
 }
 
@@ -121,7 +121,9 @@ int imap_mailbox_open(struct imap_session *s, const char *name, int readonly,
 {
 	const char *err;
 	imap_mailbox_close(s);
-	int r = store_mailbox_status(s->srv->store, s->user_id, name, st, &err);
+	/* The mailbox row, then one scan of uid and flags gives EXISTS and
+	 * UNSEEN: nothing here costs more than one pass over an index. */
+	int r = store_mailbox_find(s->srv->store, s->user_id, name, st, &err);
 	if (r <= 0) {
 		if (r < 0)
 			log_error("imap", s->id, "event=store-error error=\"%s\"", err);
@@ -139,7 +141,7 @@ int imap_mailbox_open(struct imap_session *s, const char *name, int readonly,
 	mb->watch = store_watch(s->srv->store, mb->id, watch_cb, s->handle);
 	atomic_fetch_add_explicit((_Atomic int *)&s->handle->refs, 1, memory_order_relaxed);
 	struct load_ctx lc = { .mb = mb };
-	if (store_msg_scan(s->srv->store, mb->id, 1, load_cb, &lc, &err) < 0 || lc.failed) {
+	if (store_msg_scan_flags(s->srv->store, mb->id, load_cb, &lc, &err) < 0 || lc.failed) {
 		log_error("imap", s->id, "event=store-error error=\"%s\"", lc.failed ? "oom" : err);
 		s->sel = mb;
 		imap_mailbox_close(s);
@@ -252,7 +254,7 @@ void imap_mailbox_sync(struct imap_session *s, int allow_expunge)
 		/* RFC 2180 3: the selected mailbox deleted or renamed away by
 		 * another session: the view cannot go on */
 		struct store_mailbox_status now;
-		int r = store_mailbox_status(s->srv->store, s->user_id, mb->name, &now, &err);
+		int r = store_mailbox_find(s->srv->store, s->user_id, mb->name, &now, &err);
 		if (r == 0 || (r == 1 && (now.id != mb->id || now.uidvalidity != mb->uidvalidity))) {
 			log_info("imap", s->id, "event=selected-mailbox-gone");
 			imap_session_close(s, "Selected mailbox was deleted, please reconnect");

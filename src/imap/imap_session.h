@@ -145,7 +145,9 @@ void imap_post(struct imap_handle *h, void (*fn)(struct imap_session *s, void *a
 struct imap_handle *imap_handle_ref(struct imap_session *s);
 
 /* ---- mailbox view ---- */
-/* Select: load the view, watch for changes. 1 ok, 0 no such mailbox, -1 error. */
+/* Select: load the view, watch for changes. 1 ok, 0 no such mailbox, -1 error.
+ * *st gets the mailbox row with messages (EXISTS) and unseen (the sequence
+ * number of the first unseen message, 0 for none); deleted and size are 0. */
 int imap_mailbox_open(struct imap_session *s, const char *name, int readonly,
 		      struct store_mailbox_status *st);
 void imap_mailbox_close(struct imap_session *s);

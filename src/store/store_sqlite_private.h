@@ -82,6 +82,11 @@ enum stmt_id {
 	STMT_USER_APOP_SET,
 	STMT_USER_SCRAM_GET,
 	STMT_USER_SCRAM_SET,
+	/* schema 5: reads bounded by what a command names (indexes only) */
+	STMT_MAILBOX_FIND,
+	STMT_MSG_RANGE,
+	STMT_MSG_FLAGS_SCAN,
+	STMT_MSG_DELETED,
 	STMT_COUNT
 };
 
