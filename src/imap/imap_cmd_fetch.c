@@ -416,6 +416,10 @@ static void fetch_finish(struct imap_session *s, struct fetch_state *st)
 /* Write responses until done or the output is full. */
 static void fetch_run(struct imap_session *s, struct fetch_state *st)
 {
+	/* every message costs a few reads (cache row, content): in one
+	 * snapshot they do not each look for other sessions' commits */
+	const char *err;
+	int snapshot = store_read_begin(st->store, &err) == 0;
 	while (st->pos < st->n_msgs) {
 		struct fetch_msg *m = &st->msgs[st->pos];
 		if (!st->in_msg) {
@@ -464,9 +468,13 @@ static void fetch_run(struct imap_session *s, struct fetch_state *st)
 		if (st->pos < st->n_msgs && !net_conn_can_process(s->conn))
 			goto suspend;
 	}
+	if (snapshot)
+		store_read_end(st->store);
 	fetch_finish(s, st);
 	return;
 suspend:
+	if (snapshot)
+		store_read_end(st->store);
 	s->cont = fetch_continue;
 	s->cont_ctx = st;
 }

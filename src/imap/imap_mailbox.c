@@ -253,18 +253,30 @@ void imap_mailbox_sync(struct imap_session *s, int allow_expunge)
 		s->notify_pending = 0;
 		/* RFC 2180 3: the selected mailbox deleted or renamed away by
 		 * another session: the view cannot go on */
+		/* both reads in one snapshot */
+		int snapshot = store_read_begin(s->srv->store, &err) == 0;
 		struct store_mailbox_status now;
 		int r = store_mailbox_find(s->srv->store, s->user_id, mb->name, &now, &err);
 		if (r == 0 || (r == 1 && (now.id != mb->id || now.uidvalidity != mb->uidvalidity))) {
+			if (snapshot)
+				store_read_end(s->srv->store);
 			log_info("imap", s->id, "event=selected-mailbox-gone");
 			imap_session_close(s, "Selected mailbox was deleted, please reconnect");
 			return;
 		}
-		if (store_msg_changes(s->srv->store, mb->id, mb->modseq_seen, sync_msg_cb,
-				      sync_expunged_cb, &sc, &err) < 0) {
+		/* Every change raises the mailbox's HIGHESTMODSEQ: none above
+		 * what the view has seen, nothing to read. That is the case of
+		 * the notification for a commit whose result this session has
+		 * already applied (its own STORE, EXPUNGE or APPEND). */
+		if (r == 1 && now.highestmodseq <= mb->modseq_seen) {
+			/* up to date */
+		} else if (store_msg_changes(s->srv->store, mb->id, mb->modseq_seen, sync_msg_cb,
+					     sync_expunged_cb, &sc, &err) < 0) {
 			log_error("imap", s->id, "event=store-error error=\"%s\"", err);
 			s->notify_pending = 1;
 		}
+		if (snapshot)
+			store_read_end(s->srv->store);
 		mb->modseq_seen = sc.max_modseq;
 	}
 	/* 1. expunges, when allowed, highest first so numbers stay valid */

@@ -54,6 +54,18 @@ int store_mailbox_list_status(store_t *store, int64_t user_id, int include_subsc
 			      void (*cb)(void *ctx, const struct store_mailbox_status *st),
 			      void *ctx, const char **error_r);
 
+/* ---- reads in one snapshot ---- */
+
+/* Until the matching store_read_end, the reads this thread makes see one
+ * state of the store, and share the cost of opening it (a command that
+ * reads several times: each read on its own would look for changes
+ * anew). Pairs nest. Keep it short: never across a return to the event
+ * loop (it holds back the recycling of the store's log), and make no
+ * synchronous write (store_op_commit, store_delivery_commit without a
+ * committer) in between. -1 on error (nothing to end then). */
+int store_read_begin(store_t *store, const char **error_r);
+void store_read_end(store_t *store);
+
 /* ---- messages: metadata ---- */
 
 struct store_msg {

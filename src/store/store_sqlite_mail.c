@@ -104,6 +104,39 @@ int store_mailbox_list_status(store_t *store, int64_t user_id, int include_subsc
 	return rc == SQLITE_DONE ? 0 : read_error(conn, error_r);
 }
 
+/* ---- reads in one snapshot ---- */
+
+int store_read_begin(store_t *store, const char **error_r)
+{
+	struct store_conn *conn = store_conn_get(store, error_r);
+
+	if (conn == NULL)
+		return -1;
+	if (conn->read_depth++ > 0)
+		return 0;
+	/* Inside a transaction already (not ours): nothing to open. */
+	conn->read_own = sqlite3_get_autocommit(conn->db) != 0;
+	if (conn->read_own && stmt_exec(conn, STMT_BEGIN_DEFERRED, error_r) != SQLITE_OK) {
+		conn->read_depth = 0;
+		conn->read_own = false;
+		return -1;
+	}
+	return 0;
+}
+
+void store_read_end(store_t *store)
+{
+	const char *error;
+	struct store_conn *conn = store_conn_get(store, &error);
+
+	if (conn == NULL || conn->read_depth == 0 || --conn->read_depth > 0)
+		return;
+	/* A read that failed may have ended the transaction already. */
+	if (conn->read_own && !sqlite3_get_autocommit(conn->db))
+		(void)stmt_exec(conn, STMT_COMMIT, NULL);
+	conn->read_own = false;
+}
+
 /* ---- messages ---- */
 
 /* The MSG_COLUMNS of a row; keywords valid until the next step. */

@@ -120,6 +120,9 @@ struct store_conn {
 	sqlite3 *db;
 	sqlite3_stmt *stmts[STMT_COUNT];
 	bool in_use[STMT_COUNT];
+	/* store_read_begin nesting; read_own: it opened the transaction */
+	unsigned read_depth;
+	bool read_own;
 	struct store_conn *next;        /* store->conns */
 };
 

@@ -1662,6 +1662,55 @@ static void test_msg_scan_flags_deleted(void **state)
 	assert_int_equal(l.count, 0);
 }
 
+static void *deliver_thread(void *arg)
+{
+	struct fixture *f = arg;
+
+	deliver_small(f);
+	return NULL;
+}
+
+static size_t count_msgs(struct fixture *f, int64_t mailbox_id)
+{
+	struct msgs l;
+
+	scan(f, mailbox_id, &l);
+	return l.count;
+}
+
+/* Between store_read_begin and store_read_end every read sees the state
+ * of the first one; pairs nest. */
+static void test_read_snapshot(void **state)
+{
+	struct fixture *f = *state;
+	int64_t inbox = status_of(f, "INBOX").id;
+	struct store_mailbox_status st;
+	const char *error = NULL;
+	pthread_t t;
+
+	deliver_small(f);
+	assert_int_equal(store_read_begin(f->store, &error), 0);
+	assert_int_equal(count_msgs(f, inbox), 1);
+	/* another thread (its own connection) commits meanwhile */
+	assert_int_equal(pthread_create(&t, NULL, deliver_thread, f), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(count_msgs(f, inbox), 1);
+	assert_int_equal(store_read_begin(f->store, &error), 0);
+	assert_int_equal(store_mailbox_find(f->store, f->alice, "INBOX", &st, &error), 1);
+	assert_int_equal(st.uidnext, 2);
+	store_read_end(f->store);
+	/* the inner end does not end the snapshot */
+	assert_int_equal(count_msgs(f, inbox), 1);
+	store_read_end(f->store);
+	assert_int_equal(count_msgs(f, inbox), 2);
+	assert_int_equal(store_mailbox_find(f->store, f->alice, "INBOX", &st, &error), 1);
+	assert_int_equal(st.uidnext, 3);
+	/* an unmatched end is harmless, and writes work again */
+	store_read_end(f->store);
+	deliver_small(f);
+	assert_int_equal(count_msgs(f, inbox), 3);
+}
+
 /* ---- schema migration ---- */
 
 static void test_migrate_from_v1(void **state)
@@ -1776,6 +1825,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_msg_scan_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_msg_get_uids, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_msg_scan_flags_deleted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_snapshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migrate_from_v4, setup, teardown),
 	};
