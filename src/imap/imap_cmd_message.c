@@ -25,9 +25,12 @@ struct op_copy {
 	size_t n_changed;
 	uint32_t *modified;
 	size_t n_modified;
+	uint32_t *expunged;
+	size_t n_expunged;
 	/* what the command needs to finish */
 	void (*finish)(struct imap_session *s, struct op_copy *oc);
 	uint32_t flags_silent;
+	int own_view;            /* flags or expunge of the selected mailbox */
 	uint64_t highestmodseq;
 };
 
@@ -40,6 +43,7 @@ static void op_copy_free(struct op_copy *oc)
 	free(oc->changed);
 	free(oc->changed_kw);
 	free(oc->modified);
+	free(oc->expunged);
 	free(oc);
 }
 
@@ -61,12 +65,19 @@ static void op_finish(struct imap_session *s, void *arg)
 {
 	struct op_copy *oc = arg;
 	if (s != NULL) {
-		s->notify_pending = 1; /* our own change: pick it up now */
 		/* flag changes are reported by the command itself: the sync
 		 * skips that modseq (only a flag step's own, never the
 		 * mailbox's, which may be another session's change) */
 		if (s->sel != NULL && oc->status == 0 && oc->n_changed > 0)
 			s->sel->own_modseq = oc->changed[0].modseq;
+		/* our own change: taken as it is when nothing else happened
+		 * since the view was synced, else picked up from the store */
+		uint64_t modseq = oc->n_changed > 0 ? oc->changed[0].modseq
+				  : oc->n_expunged > 0 ? oc->highestmodseq : 0;
+		if (!oc->own_view || oc->status != 0 ||
+		    imap_mailbox_own_change(s, modseq, oc->highestmodseq, oc->expunged,
+					    oc->n_expunged) < 0)
+			s->notify_pending = 1;
 		oc->finish(s, oc);
 		imap_cmd_done(s);
 	}
@@ -77,6 +88,7 @@ struct op_ctx {
 	struct imap_handle *h;
 	void (*finish)(struct imap_session *s, struct op_copy *oc);
 	uint32_t flags_silent;
+	int own_view;
 };
 
 static void op_result(void *ctx, const struct store_op_result *res)
@@ -100,19 +112,28 @@ static void op_result(void *ctx, const struct store_op_result *res)
 	}
 	oc->n_modified = res->n_modified;
 	oc->modified = dup_u32(res->modified, res->n_modified);
+	oc->n_expunged = res->n_expunged;
+	oc->expunged = dup_u32(res->expunged, res->n_expunged);
+	if (oc->expunged == NULL)
+		oc->n_expunged = 0;
 	oc->finish = c->finish;
 	oc->flags_silent = c->flags_silent;
+	oc->own_view = c->own_view;
 	imap_post(c->h, op_finish, oc);
 	free(c);
 }
 
+/* own_view: op changes only the selected mailbox's flags or expunges from
+ * it (see imap_mailbox_own_change) */
 static void submit(struct imap_session *s, struct imap_cmd *cmd, store_op_t *op,
-		   void (*finish)(struct imap_session *, struct op_copy *), uint32_t silent)
+		   void (*finish)(struct imap_session *, struct op_copy *), uint32_t silent,
+		   int own_view)
 {
 	struct op_ctx *c = malloc(sizeof(*c));
 	c->h = imap_handle_ref(s);
 	c->finish = finish;
 	c->flags_silent = silent;
+	c->own_view = own_view;
 	imap_cmd_async(s, cmd);
 	store_op_commit(op, op_result, c);
 }
@@ -436,7 +457,7 @@ static void expunge_common(struct imap_session *s, struct imap_cmd *cmd, const u
 	store_op_t *op = store_op_new(s->srv->store);
 	store_op_expunge(op, s->sel->id, dc.uids, dc.n);
 	free(dc.uids);
-	submit(s, cmd, op, expunge_finish, 0);
+	submit(s, cmd, op, expunge_finish, 0, 1);
 }
 
 void imap_cmd_close(struct imap_session *s, struct imap_cmd *cmd)
@@ -643,7 +664,7 @@ void imap_cmd_store(struct imap_session *s, struct imap_cmd *cmd)
 	store_op_flags(op, s->sel->id, uids, n, mode, flags, kw, unchangedsince);
 	free(kw);
 	free(uids);
-	submit(s, cmd, op, store_finish, (uint32_t)silent);
+	submit(s, cmd, op, store_finish, (uint32_t)silent, 1);
 }
 
 /* --------------------------------------------------------------- COPY/MOVE */
@@ -714,7 +735,7 @@ static void copy_common(struct imap_session *s, struct imap_cmd *cmd, int move)
 	store_op_t *op = store_op_new(s->srv->store);
 	store_op_copy(op, s->sel->id, uids, n, st.id, move);
 	free(uids);
-	submit(s, cmd, op, copy_finish, 0);
+	submit(s, cmd, op, copy_finish, 0, 0);
 }
 
 void imap_cmd_copy(struct imap_session *s, struct imap_cmd *cmd)

@@ -236,6 +236,22 @@ static void sync_expunged_cb(void *ctx, uint32_t uid, uint64_t modseq)
 		mb->pending_min_modseq = modseq;
 }
 
+int imap_mailbox_own_change(struct imap_session *s, uint64_t modseq, uint64_t highestmodseq,
+			    const uint32_t *expunged, size_t n_expunged)
+{
+	struct imap_mailbox *mb = s->sel;
+	/* Modseqs of a mailbox are handed out one by one, and the view has
+	 * seen every change up to modseq_seen: a commit that took the next
+	 * one and left it the highest is the only change since. */
+	if (mb == NULL || modseq == 0 || modseq != highestmodseq || modseq != mb->modseq_seen + 1)
+		return -1;
+	struct sync_ctx sc = { .s = s, .max_modseq = modseq };
+	for (size_t i = 0; i < n_expunged; i++)
+		sync_expunged_cb(&sc, expunged[i], modseq);
+	mb->modseq_seen = modseq;
+	return 0;
+}
+
 static int cmp_u32(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;

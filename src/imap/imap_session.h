@@ -151,6 +151,14 @@ struct imap_handle *imap_handle_ref(struct imap_session *s);
 int imap_mailbox_open(struct imap_session *s, const char *name, int readonly,
 		      struct store_mailbox_status *st);
 void imap_mailbox_close(struct imap_session *s);
+/* The session's own write to the selected mailbox has committed with
+ * modseq (0 when it changed nothing), leaving the mailbox at
+ * highestmodseq. When that is the first modseq after what the view has
+ * seen, nothing else changed meanwhile: the expunged uids are queued as a
+ * sync would queue them (changed flags are the command's to report) and
+ * 0 is returned. -1: the view must ask the store (set notify_pending). */
+int imap_mailbox_own_change(struct imap_session *s, uint64_t modseq, uint64_t highestmodseq,
+			    const uint32_t *expunged, size_t n_expunged);
 /* \Recent for this session (RFC 3501 2.3.2: only the first session to see
  * a message gets it). */
 int imap_is_recent(const struct imap_mailbox *mb, uint32_t uid);
