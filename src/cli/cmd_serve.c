@@ -14,6 +14,9 @@
 
 #include <errno.h>
 #include <grp.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +26,17 @@
 
 /* Seconds SIGTERM leaves in-flight transactions to finish (exit within 10). */
 #define SHUTDOWN_GRACE 8
+
+/* glibc gives free memory at the top of a thread's heap back to the kernel
+ * (madvise) once more than its trim threshold is free, and that flushes the
+ * TLB of every core. Left dynamic, the threshold stays low enough that the
+ * committer did so after most batches (SQLite frees its savepoint state):
+ * ~5 % of the server's CPU in the IMAP benchmark, on the thread every write
+ * waits for. Keep up to TRIM_THRESHOLD free per heap, and serve blocks up
+ * to MMAP_THRESHOLD (deliveries hold up to 128 KiB) from the heaps rather
+ * than from mappings of their own, whose unmapping flushes as well. */
+#define TRIM_THRESHOLD (8 * 1024 * 1024)
+#define MMAP_THRESHOLD (1024 * 1024)
 
 int cli_check(struct config *config, int argc, char **argv)
 {
@@ -92,6 +106,10 @@ int cli_serve(struct config *config, int argc, char **argv)
 		return EX_USAGE;
 	}
 	net_block_signals();
+#ifdef __GLIBC__
+	(void)mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+	(void)mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+#endif
 	char *err;
 	if (config_validate(config, &err) < 0) {
 		cli_error("%s", err);

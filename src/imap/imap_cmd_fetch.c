@@ -1,7 +1,7 @@
 /* FETCH and UID FETCH (RFC 3501 6.4.5, 6.4.8, 7.4.2; RFC 3516 BINARY).
  *
  * Every item is parsed before anything is written. Message metadata comes
- * from one store_msg_scan; ENVELOPE, BODY[STRUCTURE] and section offsets
+ * from one store_msg_get_uids (the uids named, nothing else); ENVELOPE, BODY[STRUCTURE] and section offsets
  * from the parse cache made at delivery (a message is never re-parsed);
  * content is streamed from the store in chunks as IMAP literals. When
  * non-PEEK content is fetched from a read-write mailbox, \Seen is set on all
@@ -416,6 +416,10 @@ static void fetch_finish(struct imap_session *s, struct fetch_state *st)
 /* Write responses until done or the output is full. */
 static void fetch_run(struct imap_session *s, struct fetch_state *st)
 {
+	/* every message costs a few reads (cache row, content): in one
+	 * snapshot they do not each look for other sessions' commits */
+	const char *err;
+	int snapshot = store_read_begin(st->store, &err) == 0;
 	while (st->pos < st->n_msgs) {
 		struct fetch_msg *m = &st->msgs[st->pos];
 		if (!st->in_msg) {
@@ -464,9 +468,13 @@ static void fetch_run(struct imap_session *s, struct fetch_state *st)
 		if (st->pos < st->n_msgs && !net_conn_can_process(s->conn))
 			goto suspend;
 	}
+	if (snapshot)
+		store_read_end(st->store);
 	fetch_finish(s, st);
 	return;
 suspend:
+	if (snapshot)
+		store_read_end(st->store);
 	s->cont = fetch_continue;
 	s->cont_ctx = st;
 }
@@ -806,11 +814,14 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *cmd)
 	}
 	/* a sequence set may name a message twice ("1,1") */
 	for (size_t i = 0; i < n; i++)
-		if (st->n_msgs == 0 || uids[i] != st->msgs[st->n_msgs - 1].uid)
-			st->msgs[st->n_msgs++].uid = uids[i];
+		if (st->n_msgs == 0 || uids[i] != uids[st->n_msgs - 1])
+			uids[st->n_msgs++] = uids[i];
+	for (size_t i = 0; i < st->n_msgs; i++)
+		st->msgs[i].uid = uids[i];
+	/* only the messages named, not the mailbox from the first of them on */
+	int r = store_msg_get_uids(st->store, s->sel->id, uids, st->n_msgs, scan_cb, st, &err);
 	free(uids);
-	if (st->n_msgs > 0 &&
-	    store_msg_scan(st->store, s->sel->id, st->msgs[0].uid, scan_cb, st, &err) < 0) {
+	if (r < 0) {
 		log_error("imap", s->id, "event=store-error error=\"%s\"", err);
 		state_free(st);
 		imap_tagged(s, cmd->tag, "NO", "[SERVERBUG] Cannot read the mailbox");

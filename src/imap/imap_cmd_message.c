@@ -27,9 +27,12 @@ struct op_copy {
 	size_t n_changed;
 	uint32_t *modified;
 	size_t n_modified;
+	uint32_t *expunged;
+	size_t n_expunged;
 	/* what the command needs to finish */
 	void (*finish)(struct imap_session *s, struct op_copy *oc);
 	uint32_t flags_silent;
+	int own_view;            /* flags or expunge of the selected mailbox */
 	uint64_t highestmodseq;
 };
 
@@ -42,6 +45,7 @@ static void op_copy_free(struct op_copy *oc)
 	free(oc->changed);
 	free(oc->changed_kw);
 	free(oc->modified);
+	free(oc->expunged);
 	free(oc);
 }
 
@@ -63,12 +67,19 @@ static void op_finish(struct imap_session *s, void *arg)
 {
 	struct op_copy *oc = arg;
 	if (s != NULL) {
-		s->notify_pending = 1; /* our own change: pick it up now */
 		/* flag changes are reported by the command itself: the sync
 		 * skips that modseq (only a flag step's own, never the
 		 * mailbox's, which may be another session's change) */
 		if (s->sel != NULL && oc->status == 0 && oc->n_changed > 0)
 			s->sel->own_modseq = oc->changed[0].modseq;
+		/* our own change: taken as it is when nothing else happened
+		 * since the view was synced, else picked up from the store */
+		uint64_t modseq = oc->n_changed > 0 ? oc->changed[0].modseq
+				  : oc->n_expunged > 0 ? oc->highestmodseq : 0;
+		if (!oc->own_view || oc->status != 0 ||
+		    imap_mailbox_own_change(s, modseq, oc->highestmodseq, oc->expunged,
+					    oc->n_expunged) < 0)
+			s->notify_pending = 1;
 		oc->finish(s, oc);
 		imap_cmd_done(s);
 	}
@@ -79,6 +90,7 @@ struct op_ctx {
 	struct imap_handle *h;
 	void (*finish)(struct imap_session *s, struct op_copy *oc);
 	uint32_t flags_silent;
+	int own_view;
 };
 
 static void op_result(void *ctx, const struct store_op_result *res)
@@ -102,19 +114,28 @@ static void op_result(void *ctx, const struct store_op_result *res)
 	}
 	oc->n_modified = res->n_modified;
 	oc->modified = dup_u32(res->modified, res->n_modified);
+	oc->n_expunged = res->n_expunged;
+	oc->expunged = dup_u32(res->expunged, res->n_expunged);
+	if (oc->expunged == NULL)
+		oc->n_expunged = 0;
 	oc->finish = c->finish;
 	oc->flags_silent = c->flags_silent;
+	oc->own_view = c->own_view;
 	imap_post(c->h, op_finish, oc);
 	free(c);
 }
 
+/* own_view: op changes only the selected mailbox's flags or expunges from
+ * it (see imap_mailbox_own_change) */
 static void submit(struct imap_session *s, struct imap_cmd *cmd, store_op_t *op,
-		   void (*finish)(struct imap_session *, struct op_copy *), uint32_t silent)
+		   void (*finish)(struct imap_session *, struct op_copy *), uint32_t silent,
+		   int own_view)
 {
 	struct op_ctx *c = malloc(sizeof(*c));
 	c->h = imap_handle_ref(s);
 	c->finish = finish;
 	c->flags_silent = silent;
+	c->own_view = own_view;
 	imap_cmd_async(s, cmd);
 	store_op_commit(op, op_result, c);
 }
@@ -250,7 +271,7 @@ static struct append_state *append_start(struct imap_session *s)
 	free(uname);
 	name = st->mailbox;
 	struct store_mailbox_status mst;
-	int r = store_mailbox_status(s->srv->store, s->user_id, name, &mst, &err);
+	int r = store_mailbox_find(s->srv->store, s->user_id, name, &mst, &err);
 	if (r == 1) {
 		st->mailbox_id = mst.id;
 		st->uidvalidity = mst.uidvalidity;
@@ -408,7 +429,7 @@ static void append_finish(struct imap_session *s, void *arg)
 			 * deleted (or renamed, or replaced) meanwhile */
 			struct store_mailbox_status mst;
 			const char *err;
-			int e = store_mailbox_status(s->srv->store, s->user_id, r->mailbox, &mst, &err);
+			int e = store_mailbox_find(s->srv->store, s->user_id, r->mailbox, &mst, &err);
 			if (e == 0)
 				imap_tagged(s, r->tag, "NO", "[TRYCREATE] No such mailbox");
 			else if (e == 1 && mst.id != r->mailbox_id)
@@ -501,36 +522,48 @@ struct deleted_ctx {
 	size_t n_within;
 };
 
-static void deleted_cb(void *ctx, const struct store_msg *m)
+static void deleted_cb(void *ctx, uint32_t uid)
 {
 	struct deleted_ctx *dc = ctx;
-	if (!(m->flags & STORE_FLAG_DELETED) || imap_seq_of_uid(dc->s->sel, m->uid) == 0)
+	if (imap_seq_of_uid(dc->s->sel, uid) == 0)
 		return;
 	if (dc->within != NULL) {
 		size_t lo = 0, hi = dc->n_within;
 		while (lo < hi) {
 			size_t mid = (lo + hi) / 2;
-			if (dc->within[mid] < m->uid)
+			if (dc->within[mid] < uid)
 				lo = mid + 1;
 			else
 				hi = mid;
 		}
-		if (lo >= dc->n_within || dc->within[lo] != m->uid)
+		if (lo >= dc->n_within || dc->within[lo] != uid)
 			return;
 	}
 	uint32_t *n = realloc(dc->uids, (dc->n + 1) * sizeof(*n));
 	if (n == NULL)
 		return;
 	dc->uids = n;
-	dc->uids[dc->n++] = m->uid;
+	dc->uids[dc->n++] = uid;
 }
 
 static void expunge_common(struct imap_session *s, struct imap_cmd *cmd, const uint32_t *within,
 			   size_t n_within)
 {
 	struct deleted_ctx dc = { .s = s, .within = within, .n_within = n_within };
+	struct imap_mailbox *mb = s->sel;
 	const char *err;
-	if (store_msg_scan(s->srv->store, s->sel->id, 1, deleted_cb, &dc, &err) < 0) {
+	/* only \Deleted messages are read, within the view (and the set) */
+	uint32_t lo = mb->n > 0 ? mb->uids[0] : 1, hi = mb->n > 0 ? mb->uids[mb->n - 1] : 0;
+	if (within != NULL && n_within > 0) {
+		if (within[0] > lo)
+			lo = within[0];
+		if (within[n_within - 1] < hi)
+			hi = within[n_within - 1];
+	} else if (within != NULL) {
+		hi = 0; /* an empty set */
+	}
+	if (lo <= hi &&
+	    store_msg_scan_deleted(s->srv->store, mb->id, lo, hi, deleted_cb, &dc, &err) < 0) {
 		imap_tagged(s, cmd->tag, "NO", "[SERVERBUG] Cannot read mailbox");
 		free(dc.uids);
 		return;
@@ -549,7 +582,7 @@ static void expunge_common(struct imap_session *s, struct imap_cmd *cmd, const u
 	store_op_t *op = store_op_new(s->srv->store);
 	store_op_expunge(op, s->sel->id, dc.uids, dc.n);
 	free(dc.uids);
-	submit(s, cmd, op, expunge_finish, 0);
+	submit(s, cmd, op, expunge_finish, 0, 1);
 }
 
 void imap_cmd_close(struct imap_session *s, struct imap_cmd *cmd)
@@ -756,7 +789,7 @@ void imap_cmd_store(struct imap_session *s, struct imap_cmd *cmd)
 	store_op_flags(op, s->sel->id, uids, n, mode, flags, kw, unchangedsince);
 	free(kw);
 	free(uids);
-	submit(s, cmd, op, store_finish, (uint32_t)silent);
+	submit(s, cmd, op, store_finish, (uint32_t)silent, 1);
 }
 
 /* --------------------------------------------------------------- COPY/MOVE */
@@ -816,7 +849,7 @@ static void copy_common(struct imap_session *s, struct imap_cmd *cmd, int move)
 		imap_reply_bad_name(s, cmd->tag, err);
 		return;
 	}
-	int r = store_mailbox_status(s->srv->store, s->user_id,
+	int r = store_mailbox_find(s->srv->store, s->user_id,
 				     strcasecmp(udest, "INBOX") == 0 ? "INBOX" : udest, &st, &err);
 	free(udest);
 	if (r <= 0) {
@@ -834,7 +867,7 @@ static void copy_common(struct imap_session *s, struct imap_cmd *cmd, int move)
 	store_op_t *op = store_op_new(s->srv->store);
 	store_op_copy(op, s->sel->id, uids, n, st.id, move);
 	free(uids);
-	submit(s, cmd, op, copy_finish, 0);
+	submit(s, cmd, op, copy_finish, 0, 0);
 }
 
 void imap_cmd_copy(struct imap_session *s, struct imap_cmd *cmd)

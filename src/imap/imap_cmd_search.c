@@ -4,7 +4,7 @@
  * The keys become a tree; AND/OR children are ordered cheapest first
  * (metadata, then the parse cache, then the header block, then the body)
  * and evaluation short-circuits. The first pass runs inside one
- * store_msg_scan with metadata only and settles most messages; the ones
+ * store_msg_scan_range over the view with metadata only and settles most messages; the ones
  * left undecided are evaluated afterwards, loading the cache, header and
  * body of each only when a key needs them.
  *
@@ -1072,7 +1072,8 @@ int imap_search_run(struct imap_session *s, struct imap_search *prog,
 	int failed = 0;
 	*hits_r = NULL;
 	*n_r = 0;
-	if (mb->n > 0 && store_msg_scan(s->srv->store, mb->id, mb->uids[0], scan_cb, &ss, &err) < 0) {
+	if (mb->n > 0 && store_msg_scan_range(s->srv->store, mb->id, mb->uids[0], mb->uids[mb->n - 1],
+					      scan_cb, &ss, &err) < 0) {
 		log_error("imap", s->id, "event=store-error error=\"%s\"", err);
 		failed = 1;
 	}

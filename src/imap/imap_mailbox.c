@@ -107,12 +107,12 @@ struct load_ctx {
 	int failed;
 };
 
-static void load_cb(void *ctx, const struct store_msg *m)
+static void load_cb(void *ctx, uint32_t uid, uint32_t flags)
 {
 	struct load_ctx *lc = ctx;
-	if (push_uid(&lc->mb->uids, &lc->mb->n, &lc->mb->cap, m->uid) < 0)
+	if (push_uid(&lc->mb->uids, &lc->mb->n, &lc->mb->cap, uid) < 0)
 		lc->failed = 1;
-	if (lc->first_unseen_seq == 0 && !(m->flags & STORE_FLAG_SEEN))
+	if (lc->first_unseen_seq == 0 && !(flags & STORE_FLAG_SEEN))
 		lc->first_unseen_seq = (uint32_t)lc->mb->n;
 }
 
@@ -121,7 +121,9 @@ int imap_mailbox_open(struct imap_session *s, const char *name, int readonly,
 {
 	const char *err;
 	imap_mailbox_close(s);
-	int r = store_mailbox_status(s->srv->store, s->user_id, name, st, &err);
+	/* The mailbox row, then one scan of uid and flags gives EXISTS and
+	 * UNSEEN: nothing here costs more than one pass over an index. */
+	int r = store_mailbox_find(s->srv->store, s->user_id, name, st, &err);
 	if (r <= 0) {
 		if (r < 0)
 			log_error("imap", s->id, "event=store-error error=\"%s\"", err);
@@ -139,7 +141,7 @@ int imap_mailbox_open(struct imap_session *s, const char *name, int readonly,
 	mb->watch = store_watch(s->srv->store, mb->id, watch_cb, s->handle);
 	atomic_fetch_add_explicit((_Atomic int *)&s->handle->refs, 1, memory_order_relaxed);
 	struct load_ctx lc = { .mb = mb };
-	if (store_msg_scan(s->srv->store, mb->id, 1, load_cb, &lc, &err) < 0 || lc.failed) {
+	if (store_msg_scan_flags(s->srv->store, mb->id, load_cb, &lc, &err) < 0 || lc.failed) {
 		log_error("imap", s->id, "event=store-error error=\"%s\"", lc.failed ? "oom" : err);
 		s->sel = mb;
 		imap_mailbox_close(s);
@@ -234,6 +236,22 @@ static void sync_expunged_cb(void *ctx, uint32_t uid, uint64_t modseq)
 		mb->pending_min_modseq = modseq;
 }
 
+int imap_mailbox_own_change(struct imap_session *s, uint64_t modseq, uint64_t highestmodseq,
+			    const uint32_t *expunged, size_t n_expunged)
+{
+	struct imap_mailbox *mb = s->sel;
+	/* Modseqs of a mailbox are handed out one by one, and the view has
+	 * seen every change up to modseq_seen: a commit that took the next
+	 * one and left it the highest is the only change since. */
+	if (mb == NULL || modseq == 0 || modseq != highestmodseq || modseq != mb->modseq_seen + 1)
+		return -1;
+	struct sync_ctx sc = { .s = s, .max_modseq = modseq };
+	for (size_t i = 0; i < n_expunged; i++)
+		sync_expunged_cb(&sc, expunged[i], modseq);
+	mb->modseq_seen = modseq;
+	return 0;
+}
+
 static int cmp_u32(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -251,18 +269,30 @@ void imap_mailbox_sync(struct imap_session *s, int allow_expunge)
 		s->notify_pending = 0;
 		/* RFC 2180 3: the selected mailbox deleted or renamed away by
 		 * another session: the view cannot go on */
+		/* both reads in one snapshot */
+		int snapshot = store_read_begin(s->srv->store, &err) == 0;
 		struct store_mailbox_status now;
-		int r = store_mailbox_status(s->srv->store, s->user_id, mb->name, &now, &err);
+		int r = store_mailbox_find(s->srv->store, s->user_id, mb->name, &now, &err);
 		if (r == 0 || (r == 1 && (now.id != mb->id || now.uidvalidity != mb->uidvalidity))) {
+			if (snapshot)
+				store_read_end(s->srv->store);
 			log_info("imap", s->id, "event=selected-mailbox-gone");
 			imap_session_close(s, "Selected mailbox was deleted, please reconnect");
 			return;
 		}
-		if (store_msg_changes(s->srv->store, mb->id, mb->modseq_seen, sync_msg_cb,
-				      sync_expunged_cb, &sc, &err) < 0) {
+		/* Every change raises the mailbox's HIGHESTMODSEQ: none above
+		 * what the view has seen, nothing to read. That is the case of
+		 * the notification for a commit whose result this session has
+		 * already applied (its own STORE, EXPUNGE or APPEND). */
+		if (r == 1 && now.highestmodseq <= mb->modseq_seen) {
+			/* up to date */
+		} else if (store_msg_changes(s->srv->store, mb->id, mb->modseq_seen, sync_msg_cb,
+					     sync_expunged_cb, &sc, &err) < 0) {
 			log_error("imap", s->id, "event=store-error error=\"%s\"", err);
 			s->notify_pending = 1;
 		}
+		if (snapshot)
+			store_read_end(s->srv->store);
 		mb->modseq_seen = sc.max_modseq;
 	}
 	/* 1. expunges, when allowed, highest first so numbers stay valid */

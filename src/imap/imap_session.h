@@ -159,10 +159,20 @@ void imap_post(struct imap_handle *h, void (*fn)(struct imap_session *s, void *a
 struct imap_handle *imap_handle_ref(struct imap_session *s);
 
 /* ---- mailbox view ---- */
-/* Select: load the view, watch for changes. 1 ok, 0 no such mailbox, -1 error. */
+/* Select: load the view, watch for changes. 1 ok, 0 no such mailbox, -1 error.
+ * *st gets the mailbox row with messages (EXISTS) and unseen (the sequence
+ * number of the first unseen message, 0 for none); deleted and size are 0. */
 int imap_mailbox_open(struct imap_session *s, const char *name, int readonly,
 		      struct store_mailbox_status *st);
 void imap_mailbox_close(struct imap_session *s);
+/* The session's own write to the selected mailbox has committed with
+ * modseq (0 when it changed nothing), leaving the mailbox at
+ * highestmodseq. When that is the first modseq after what the view has
+ * seen, nothing else changed meanwhile: the expunged uids are queued as a
+ * sync would queue them (changed flags are the command's to report) and
+ * 0 is returned. -1: the view must ask the store (set notify_pending). */
+int imap_mailbox_own_change(struct imap_session *s, uint64_t modseq, uint64_t highestmodseq,
+			    const uint32_t *expunged, size_t n_expunged);
 /* \Recent for this session (RFC 3501 2.3.2: only the first session to see
  * a message gets it). */
 int imap_is_recent(const struct imap_mailbox *mb, uint32_t uid);

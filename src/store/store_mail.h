@@ -38,6 +38,14 @@ struct store_mailbox_status {
 int store_mailbox_status(store_t *store, int64_t user_id, const char *name,
 			 struct store_mailbox_status *st, const char **error_r);
 
+/* The mailbox row only: as store_mailbox_status, but messages, unseen,
+ * deleted and size are left 0. One indexed lookup whatever the mailbox
+ * holds: for commands that need the id, UIDVALIDITY, UIDNEXT or
+ * HIGHESTMODSEQ (SELECT, APPEND, COPY, noticing a deleted mailbox).
+ * 1 found, 0 not, -1 error. */
+int store_mailbox_find(store_t *store, int64_t user_id, const char *name,
+		       struct store_mailbox_status *st, const char **error_r);
+
 /* Every mailbox of the user with its status; INBOX first, then name order
  * (byte order). Also lists subscribed names that no longer exist when
  * include_subscribed_missing is set (LSUB / LIST (SUBSCRIBED) need them):
@@ -45,6 +53,18 @@ int store_mailbox_status(store_t *store, int64_t user_id, const char *name,
 int store_mailbox_list_status(store_t *store, int64_t user_id, int include_subscribed_missing,
 			      void (*cb)(void *ctx, const struct store_mailbox_status *st),
 			      void *ctx, const char **error_r);
+
+/* ---- reads in one snapshot ---- */
+
+/* Until the matching store_read_end, the reads this thread makes see one
+ * state of the store, and share the cost of opening it (a command that
+ * reads several times: each read on its own would look for changes
+ * anew). Pairs nest. Keep it short: never across a return to the event
+ * loop (it holds back the recycling of the store's log), and make no
+ * synchronous write (store_op_commit, store_delivery_commit without a
+ * committer) in between. -1 on error (nothing to end then). */
+int store_read_begin(store_t *store, const char **error_r);
+void store_read_end(store_t *store);
 
 /* ---- messages: metadata ---- */
 
@@ -59,9 +79,36 @@ struct store_msg {
 };
 
 /* Messages of a mailbox with uid >= min_uid, in UID order. 0 also when the
- * mailbox does not exist (use store_mailbox_status to tell). */
+ * mailbox does not exist (use store_mailbox_status to tell). This and the
+ * reads below cost in proportion to the messages they look at: bound them
+ * by what the command names. */
 int store_msg_scan(store_t *store, int64_t mailbox_id, uint32_t min_uid,
 		   void (*cb)(void *ctx, const struct store_msg *m), void *ctx, const char **error_r);
+
+/* Messages with min_uid <= uid <= max_uid, in UID order. */
+int store_msg_scan_range(store_t *store, int64_t mailbox_id, uint32_t min_uid, uint32_t max_uid,
+			 void (*cb)(void *ctx, const struct store_msg *m), void *ctx,
+			 const char **error_r);
+
+/* The messages with the given uids (ascending, no duplicates), in UID
+ * order; uids that do not exist are skipped. A few uids far apart are
+ * looked up one by one, a dense set in one scan from its first to its
+ * last uid. */
+int store_msg_get_uids(store_t *store, int64_t mailbox_id, const uint32_t *uids, size_t n,
+		       void (*cb)(void *ctx, const struct store_msg *m), void *ctx,
+		       const char **error_r);
+
+/* uid and flags (STORE_FLAG_*) of every message, in UID order: what
+ * SELECT needs, read from an index without the messages' rows. */
+int store_msg_scan_flags(store_t *store, int64_t mailbox_id,
+			 void (*cb)(void *ctx, uint32_t uid, uint32_t flags), void *ctx,
+			 const char **error_r);
+
+/* uids of the messages with \Deleted and min_uid <= uid <= max_uid, in UID
+ * order (EXPUNGE); the cost follows their number, not the mailbox's. */
+int store_msg_scan_deleted(store_t *store, int64_t mailbox_id, uint32_t min_uid,
+			   uint32_t max_uid, void (*cb)(void *ctx, uint32_t uid), void *ctx,
+			   const char **error_r);
 
 /* What changed since a modseq: msg_cb for every message whose modseq is
  * greater (new or changed flags), then expunged_cb for every uid expunged

@@ -22,7 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 #define DATA_DIR_MAX 3072
 #define LOCALPART_MAX 64
 #define DOMAIN_MAX 253
@@ -103,7 +103,7 @@ static const char schema_sql[] =
 	"  name TEXT NOT NULL,"
 	"  PRIMARY KEY (user_id, name)) WITHOUT ROWID;"
 	/* A new database starts at 2; an old one stays at 1 until migrated.
-	 * Both go on to 3 and 4 in schema_add_column (ALTER TABLE cannot be made
+	 * Both go on from there in schema_step (ALTER TABLE cannot be made
 	 * conditional in SQL). */
 	"INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', 2);"
 	/* The last UIDVALIDITY handed out (see store_uidvalidity_next). */
@@ -225,6 +225,12 @@ static const char *const stmt_sql[STMT_COUNT] = {
 		" WHERE ?2 AND s.user_id = ?1 AND NOT EXISTS (SELECT 1 FROM mailboxes x"
 		"  WHERE x.user_id = ?1 AND x.name = s.name))"
 		" ORDER BY name <> 'INBOX', name",
+	/* STATUS_COLUMNS without the messages (counts 0): one row lookup. */
+	[STMT_MAILBOX_FIND] =
+		"SELECT mb.id, mb.name, mb.uidvalidity, mb.uidnext, mb.highestmodseq,"
+		" 0, 0, 0, 0, mb.special_use, EXISTS (SELECT 1 FROM subscriptions s"
+		"  WHERE s.user_id = mb.user_id AND s.name = mb.name)"
+		" FROM mailboxes mb WHERE mb.user_id = ?1 AND mb.name = ?2",
 	[STMT_MAILBOX_GET] =
 		"SELECT uidvalidity, uidnext, highestmodseq FROM mailboxes WHERE id = ?1",
 	/* RETURNING gives the new values: the uid taken is uidnext - 1. */
@@ -251,6 +257,18 @@ static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_MSG_SCAN] =
 		"SELECT " MSG_COLUMNS " FROM messages"
 		" WHERE mailbox_id = ?1 AND uid >= ?2 ORDER BY uid",
+	[STMT_MSG_RANGE] =
+		"SELECT " MSG_COLUMNS " FROM messages"
+		" WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid",
+	/* Read from messages_flags alone (covering): no table row per message. */
+	[STMT_MSG_FLAGS_SCAN] =
+		"SELECT uid, flags FROM messages INDEXED BY messages_flags"
+		" WHERE mailbox_id = ?1 ORDER BY uid",
+	/* The WHERE matches messages_deleted's, which makes it usable. */
+	[STMT_MSG_DELETED] =
+		"SELECT uid FROM messages INDEXED BY messages_deleted"
+		" WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 AND (flags & 8) <> 0"
+		" ORDER BY uid",
 	[STMT_MSG_CHANGED] =
 		"SELECT " MSG_COLUMNS " FROM messages"
 		" WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid",
@@ -601,14 +619,49 @@ static int64_t query_int(struct store_conn *conn, const char *sql)
 	return v;
 }
 
-/* Schema steps that add one nullable column to users: 2 -> 3
- * users.apop_secret (POP3 APOP, opt-in per user), 3 -> 4 users.scram_sha256
- * (SCRAM-SHA-256 secrets, set with the password). SQLite has no ADD COLUMN
- * IF NOT EXISTS: once the version says `from`, it is read again inside the
- * write transaction (another process may have migrated meanwhile) and the
- * column is looked for before it is added. */
-static int schema_add_column(struct store_conn *conn, int from, const char *column,
-			     const char **error_r)
+/* 2 -> 3 users.apop_secret (POP3 APOP, opt-in per user), 3 -> 4
+ * users.scram_sha256 (SCRAM-SHA-256 secrets, set with the password). SQLite
+ * has no ADD COLUMN IF NOT EXISTS: the column is looked for first. */
+static int add_user_column(struct store_conn *conn, const char *column)
+{
+	char sql[160];
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM pragma_table_info('users') WHERE name = '%s'", column);
+	if (query_int(conn, sql) != 0)
+		return SQLITE_OK;
+	snprintf(sql, sizeof(sql), "ALTER TABLE users ADD COLUMN %s TEXT", column);
+	return sqlite3_exec(conn->db, sql, NULL, NULL, NULL);
+}
+
+/* 4 -> 5: indexes that bound what IMAP reads per command.
+ * messages_flags covers SELECT's scan of uid and flags (no table row per
+ * message); messages_deleted holds only the \Deleted messages, so that
+ * EXPUNGE finds them without looking at the others. */
+static const char schema_5_sql[] =
+	"CREATE INDEX IF NOT EXISTS messages_flags ON messages(mailbox_id, uid, flags);"
+	"CREATE INDEX IF NOT EXISTS messages_deleted ON messages(mailbox_id, uid, flags)"
+	"  WHERE (flags & 8) <> 0;";
+
+static int schema_step_apply(struct store_conn *conn, int from)
+{
+	switch (from) {
+	case 2:
+		return add_user_column(conn, "apop_secret");
+	case 3:
+		return add_user_column(conn, "scram_sha256");
+	case 4:
+		return sqlite3_exec(conn->db, schema_5_sql, NULL, NULL, NULL);
+	default:
+		return SQLITE_INTERNAL;
+	}
+}
+
+/* One schema step, from -> from + 1, applied only when the version says
+ * `from`. It is read again inside the write transaction (another process
+ * may have migrated meanwhile), and every step is written so that running
+ * it on a database that already has its change does no harm. */
+static int schema_step(struct store_conn *conn, int from, const char **error_r)
 {
 	static const char version_sql[] =
 		"SELECT value FROM meta WHERE key = 'schema_version'";
@@ -627,14 +680,7 @@ static int schema_add_column(struct store_conn *conn, int from, const char *colu
 			continue;
 		}
 		if (query_int(conn, version_sql) == from) {
-			snprintf(sql, sizeof(sql),
-				 "SELECT count(*) FROM pragma_table_info('users') WHERE name = '%s'",
-				 column);
-			if (query_int(conn, sql) == 0) {
-				snprintf(sql, sizeof(sql), "ALTER TABLE users ADD COLUMN %s TEXT",
-					 column);
-				rc = sqlite3_exec(conn->db, sql, NULL, NULL, NULL);
-			}
+			rc = schema_step_apply(conn, from);
 			if (rc == SQLITE_OK) {
 				snprintf(sql, sizeof(sql),
 					 "UPDATE meta SET value = %d"
@@ -661,10 +707,12 @@ static int schema_setup(struct store_conn *conn, const char **error_r)
 
 	/* WAL is a property of the database file: set once, kept forever. */
 	if (exec_setup(conn, "PRAGMA journal_mode = WAL", true, error_r) < 0 ||
-	    exec_setup(conn, schema_sql, false, error_r) < 0 ||
-	    schema_add_column(conn, 2, "apop_secret", error_r) < 0 ||
-	    schema_add_column(conn, 3, "scram_sha256", error_r) < 0)
+	    exec_setup(conn, schema_sql, false, error_r) < 0)
 		return -1;
+	for (int from = 2; from < SCHEMA_VERSION; from++) {
+		if (schema_step(conn, from, error_r) < 0)
+			return -1;
+	}
 	if ((stmt = stmt_get(conn, STMT_SCHEMA_VERSION, error_r)) == NULL)
 		return -1;
 	if (sqlite3_step(stmt) == SQLITE_ROW)

@@ -61,6 +61,27 @@ int store_mailbox_status(store_t *store, int64_t user_id, const char *name,
 	return rc == SQLITE_DONE ? 0 : read_error(conn, error_r);
 }
 
+int store_mailbox_find(store_t *store, int64_t user_id, const char *name,
+		       struct store_mailbox_status *st, const char **error_r)
+{
+	struct store_conn *conn;
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((conn = store_conn_get(store, error_r)) == NULL ||
+	    (stmt = stmt_get(conn, STMT_MAILBOX_FIND, error_r)) == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, user_id);
+	sqlite3_bind_text(stmt, 2, store_mailbox_name(name), -1, SQLITE_STATIC);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW)
+		status_from_row(stmt, st);
+	stmt_put(conn, STMT_MAILBOX_FIND, stmt);
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : read_error(conn, error_r);
+}
+
 int store_mailbox_list_status(store_t *store, int64_t user_id, int include_subscribed_missing,
 			      void (*cb)(void *ctx, const struct store_mailbox_status *st),
 			      void *ctx, const char **error_r)
@@ -83,6 +104,39 @@ int store_mailbox_list_status(store_t *store, int64_t user_id, int include_subsc
 	return rc == SQLITE_DONE ? 0 : read_error(conn, error_r);
 }
 
+/* ---- reads in one snapshot ---- */
+
+int store_read_begin(store_t *store, const char **error_r)
+{
+	struct store_conn *conn = store_conn_get(store, error_r);
+
+	if (conn == NULL)
+		return -1;
+	if (conn->read_depth++ > 0)
+		return 0;
+	/* Inside a transaction already (not ours): nothing to open. */
+	conn->read_own = sqlite3_get_autocommit(conn->db) != 0;
+	if (conn->read_own && stmt_exec(conn, STMT_BEGIN_DEFERRED, error_r) != SQLITE_OK) {
+		conn->read_depth = 0;
+		conn->read_own = false;
+		return -1;
+	}
+	return 0;
+}
+
+void store_read_end(store_t *store)
+{
+	const char *error;
+	struct store_conn *conn = store_conn_get(store, &error);
+
+	if (conn == NULL || conn->read_depth == 0 || --conn->read_depth > 0)
+		return;
+	/* A read that failed may have ended the transaction already. */
+	if (conn->read_own && !sqlite3_get_autocommit(conn->db))
+		(void)stmt_exec(conn, STMT_COMMIT, NULL);
+	conn->read_own = false;
+}
+
 /* ---- messages ---- */
 
 /* The MSG_COLUMNS of a row; keywords valid until the next step. */
@@ -100,10 +154,11 @@ static void msg_from_row(sqlite3_stmt *stmt, struct store_msg *m)
 }
 
 /* Call cb for every row of a statement with MSG_COLUMNS, bound to a
- * mailbox and a number. */
-static int msg_rows(struct store_conn *conn, enum stmt_id id, int64_t mailbox_id,
-		    int64_t arg, void (*cb)(void *ctx, const struct store_msg *m),
-		    void *ctx, const char **error_r)
+ * mailbox and one number, or two for a statement that takes three
+ * parameters. */
+static int msg_rows2(struct store_conn *conn, enum stmt_id id, int64_t mailbox_id,
+		     int64_t arg, int64_t arg2, void (*cb)(void *ctx, const struct store_msg *m),
+		     void *ctx, const char **error_r)
 {
 	sqlite3_stmt *stmt = stmt_get(conn, id, error_r);
 	struct store_msg m;
@@ -113,6 +168,8 @@ static int msg_rows(struct store_conn *conn, enum stmt_id id, int64_t mailbox_id
 		return -1;
 	sqlite3_bind_int64(stmt, 1, mailbox_id);
 	sqlite3_bind_int64(stmt, 2, arg);
+	if (sqlite3_bind_parameter_count(stmt) >= 3)
+		sqlite3_bind_int64(stmt, 3, arg2);
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
 		msg_from_row(stmt, &m);
 		if (cb != NULL)
@@ -120,6 +177,13 @@ static int msg_rows(struct store_conn *conn, enum stmt_id id, int64_t mailbox_id
 	}
 	stmt_put(conn, id, stmt);
 	return rc == SQLITE_DONE ? 0 : read_error(conn, error_r);
+}
+
+static int msg_rows(struct store_conn *conn, enum stmt_id id, int64_t mailbox_id,
+		    int64_t arg, void (*cb)(void *ctx, const struct store_msg *m),
+		    void *ctx, const char **error_r)
+{
+	return msg_rows2(conn, id, mailbox_id, arg, 0, cb, ctx, error_r);
 }
 
 int store_msg_scan(store_t *store, int64_t mailbox_id, uint32_t min_uid,
@@ -130,6 +194,138 @@ int store_msg_scan(store_t *store, int64_t mailbox_id, uint32_t min_uid,
 	if (conn == NULL)
 		return -1;
 	return msg_rows(conn, STMT_MSG_SCAN, mailbox_id, min_uid, cb, ctx, error_r);
+}
+
+int store_msg_scan_range(store_t *store, int64_t mailbox_id, uint32_t min_uid, uint32_t max_uid,
+			 void (*cb)(void *ctx, const struct store_msg *m), void *ctx,
+			 const char **error_r)
+{
+	struct store_conn *conn = store_conn_get(store, error_r);
+
+	if (conn == NULL)
+		return -1;
+	if (min_uid > max_uid)
+		return 0;
+	return msg_rows2(conn, STMT_MSG_RANGE, mailbox_id, min_uid, max_uid, cb, ctx, error_r);
+}
+
+/* One point lookup per uid, in one read transaction (one snapshot, and
+ * the read lock taken once). */
+static int msg_points(struct store_conn *conn, int64_t mailbox_id, const uint32_t *uids,
+		      size_t n, void (*cb)(void *ctx, const struct store_msg *m), void *ctx,
+		      const char **error_r)
+{
+	bool own_tx = sqlite3_get_autocommit(conn->db) != 0;
+	sqlite3_stmt *stmt;
+	struct store_msg m;
+	int rc = SQLITE_DONE, ret = 0;
+
+	if (own_tx && stmt_exec(conn, STMT_BEGIN_DEFERRED, error_r) != SQLITE_OK)
+		return -1;
+	if ((stmt = stmt_get(conn, STMT_MSG_GET, error_r)) == NULL)
+		ret = -1;
+	for (size_t i = 0; ret == 0 && i < n; i++) {
+		sqlite3_reset(stmt);
+		sqlite3_bind_int64(stmt, 1, mailbox_id);
+		sqlite3_bind_int64(stmt, 2, uids[i]);
+		rc = sqlite3_step(stmt);
+		if (rc == SQLITE_ROW) {
+			msg_from_row(stmt, &m);
+			cb(ctx, &m);
+		} else if (rc != SQLITE_DONE) {
+			ret = read_error(conn, error_r);
+		}
+	}
+	stmt_put(conn, STMT_MSG_GET, stmt);
+	if (own_tx)
+		(void)stmt_exec(conn, STMT_COMMIT, NULL);
+	return ret;
+}
+
+/* A range scan passes on only the uids asked for. */
+struct uid_filter {
+	const uint32_t *uids;
+	size_t n, i;
+	void (*cb)(void *ctx, const struct store_msg *m);
+	void *ctx;
+};
+
+static void uid_filter_cb(void *ctx, const struct store_msg *m)
+{
+	struct uid_filter *uf = ctx;
+
+	while (uf->i < uf->n && uf->uids[uf->i] < m->uid)
+		uf->i++;
+	if (uf->i < uf->n && uf->uids[uf->i] == m->uid)
+		uf->cb(uf->ctx, m);
+}
+
+int store_msg_get_uids(store_t *store, int64_t mailbox_id, const uint32_t *uids, size_t n,
+		       void (*cb)(void *ctx, const struct store_msg *m), void *ctx,
+		       const char **error_r)
+{
+	struct uid_filter uf = { .uids = uids, .n = n, .cb = cb, .ctx = ctx };
+	struct store_conn *conn;
+	uint64_t span;
+
+	if (n == 0)
+		return 0;
+	if ((conn = store_conn_get(store, error_r)) == NULL)
+		return -1;
+	/* A lookup costs about what a few steps of a scan cost: scan unless
+	 * the uids asked for are under a quarter of the range they span. */
+	span = (uint64_t)uids[n - 1] - uids[0] + 1;
+	if ((uint64_t)n * 4 <= span)
+		return msg_points(conn, mailbox_id, uids, n, cb, ctx, error_r);
+	return msg_rows2(conn, STMT_MSG_RANGE, mailbox_id, uids[0], uids[n - 1], uid_filter_cb,
+			 &uf, error_r);
+}
+
+/* Rows of (uid[, flags]) from a statement bound to a mailbox and, for
+ * three parameters, a uid range. */
+static int uid_rows(store_t *store, enum stmt_id id, int64_t mailbox_id, uint32_t min_uid,
+		    uint32_t max_uid, void (*cb)(void *ctx, uint32_t uid, uint32_t flags),
+		    void (*uid_cb)(void *ctx, uint32_t uid), void *ctx, const char **error_r)
+{
+	struct store_conn *conn;
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((conn = store_conn_get(store, error_r)) == NULL ||
+	    (stmt = stmt_get(conn, id, error_r)) == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, mailbox_id);
+	if (sqlite3_bind_parameter_count(stmt) >= 3) {
+		sqlite3_bind_int64(stmt, 2, min_uid);
+		sqlite3_bind_int64(stmt, 3, max_uid);
+	}
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		uint32_t uid = (uint32_t)sqlite3_column_int64(stmt, 0);
+
+		if (cb != NULL)
+			cb(ctx, uid, (uint32_t)sqlite3_column_int64(stmt, 1));
+		else
+			uid_cb(ctx, uid);
+	}
+	stmt_put(conn, id, stmt);
+	return rc == SQLITE_DONE ? 0 : read_error(conn, error_r);
+}
+
+int store_msg_scan_flags(store_t *store, int64_t mailbox_id,
+			 void (*cb)(void *ctx, uint32_t uid, uint32_t flags), void *ctx,
+			 const char **error_r)
+{
+	return uid_rows(store, STMT_MSG_FLAGS_SCAN, mailbox_id, 0, 0, cb, NULL, ctx, error_r);
+}
+
+int store_msg_scan_deleted(store_t *store, int64_t mailbox_id, uint32_t min_uid,
+			   uint32_t max_uid, void (*cb)(void *ctx, uint32_t uid), void *ctx,
+			   const char **error_r)
+{
+	if (min_uid > max_uid)
+		return 0;
+	return uid_rows(store, STMT_MSG_DELETED, mailbox_id, min_uid, max_uid, NULL, cb, ctx,
+			error_r);
 }
 
 int store_msg_changes(store_t *store, int64_t mailbox_id, uint64_t since_modseq,

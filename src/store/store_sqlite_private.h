@@ -82,6 +82,11 @@ enum stmt_id {
 	STMT_USER_APOP_SET,
 	STMT_USER_SCRAM_GET,
 	STMT_USER_SCRAM_SET,
+	/* schema 5: reads bounded by what a command names (indexes only) */
+	STMT_MAILBOX_FIND,
+	STMT_MSG_RANGE,
+	STMT_MSG_FLAGS_SCAN,
+	STMT_MSG_DELETED,
 	STMT_COUNT
 };
 
@@ -116,6 +121,9 @@ struct store_conn {
 	sqlite3 *db;
 	sqlite3_stmt *stmts[STMT_COUNT];
 	bool in_use[STMT_COUNT];
+	/* store_read_begin nesting; read_own: it opened the transaction */
+	unsigned read_depth;
+	bool read_own;
 	struct store_conn *next;        /* store->conns */
 };
 

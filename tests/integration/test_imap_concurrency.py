@@ -244,3 +244,32 @@ def test_shutdown_sends_bye(two):
     for s in (a, b, c):
         rest = s.read_until_closed(5)
         assert rest.startswith(b"* BYE ") or b"\r\n* BYE " in rest, rest
+
+
+def test_own_writes_with_others_in_between(two):
+    """A's STORE and EXPUNGE are applied to its view as they are only when
+    nothing else changed meanwhile: another session's flag change and
+    expunge committed just before still reach A, in the same responses
+    (RFC 3501 7.4.1), and are told once."""
+    a, b = two
+    # nothing else: A's own changes only
+    assert a.ok(b"STORE 1 +FLAGS (\\Seen)") == [b"* 1 FETCH (FLAGS (\\Seen \\Recent))\r\n"]
+    a.ok(b"STORE 4 +FLAGS.SILENT (\\Deleted)")
+    assert a.ok(b"EXPUNGE") == [b"* 4 EXPUNGE\r\n"]
+    assert a.ok(b"NOOP") == []
+    settle()
+    assert b.ok(b"NOOP") == [b"* 4 EXPUNGE\r\n", b"* 1 FETCH (UID 1 FLAGS (\\Seen))\r\n"]
+    # B changes flags of 2, then A stores on 3 at once: A hears of both
+    b.ok(b"STORE 2 +FLAGS.SILENT (\\Flagged)")
+    untagged = a.ok(b"STORE 3 +FLAGS (\\Answered)")
+    assert b"* 3 FETCH (FLAGS (\\Answered \\Recent))\r\n" in untagged, untagged
+    assert b"* 2 FETCH (UID 2 FLAGS (\\Flagged \\Recent))\r\n" in untagged, untagged
+    assert len(untagged) == 2, untagged
+    # B expunges 2 just before A's EXPUNGE of 3: both EXPUNGEs, highest first
+    b.ok(b"STORE 2 +FLAGS.SILENT (\\Deleted)")
+    a.ok(b"STORE 3 +FLAGS.SILENT (\\Deleted)")
+    b.ok(b"EXPUNGE")
+    untagged = a.ok(b"EXPUNGE")
+    assert expunges(untagged) == [b"* 3 EXPUNGE\r\n", b"* 2 EXPUNGE\r\n"], untagged
+    assert expunges(a.ok(b"NOOP")) == []
+    assert uid_list(a) == [1]

@@ -387,6 +387,65 @@ def test_uid_fetch(mail):
     assert mail.fetch(b"UID FETCH 900:* UID") == [b"* 4 FETCH (UID 5)\r\n"]
 
 
+def test_fetch_and_expunge_name_only_their_messages(petrel_factory):
+    """FETCH reads the messages of its set only, whether they are few and far
+    apart or many in a row, and whatever gaps expunges left (RFC 3501 6.4.5,
+    6.4.8: UIDs that do not exist are ignored); EXPUNGE and UID EXPUNGE
+    (RFC 4315 2.1) remove exactly the \\Deleted messages they cover."""
+    p = petrel_factory(listen=LISTEN)
+    c = Imap(p.ports["imap"])
+    c.ok(b"LOGIN alice@example.test secret-alice")
+    for i in range(1, 61):
+        flags = b"(\\Seen)" if i % 3 else b"()"
+        append(c, b"INBOX", flags, b"01-Jan-2024 00:00:00 +0000",
+               b"Subject: m%d\r\n\r\n%s\r\n" % (i, b"x" * i))
+    untagged = c.ok(b"SELECT INBOX")
+    assert b"* 60 EXISTS\r\n" in untagged
+    assert b"* OK [UNSEEN 3] First unseen\r\n" in untagged
+    # gaps: uids 10..19 and 41 go
+    c.ok(b"UID STORE 10:19,41 +FLAGS.SILENT (\\Deleted)")
+    c.ok(b"EXPUNGE")
+    untagged = c.ok(b"SELECT INBOX")
+    assert b"* 49 EXISTS\r\n" in untagged
+
+    def sizes(text):
+        return [tuple(int(x) for x in re.search(rb"UID (\d+) RFC822.SIZE (\d+)", r).groups())
+                for r in c.fetch(text)]
+
+    def size_of(uid):
+        return len(b"Subject: m%d\r\n\r\n%s\r\n" % (uid, b"x" * uid))
+
+    everything = sizes(b"UID FETCH 1:* (UID RFC822.SIZE)")
+    assert [u for u, _ in everything] == [u for u in range(1, 61) if not 10 <= u <= 19 and u != 41]
+    assert all(n == size_of(u) for u, n in everything)
+    # few, far apart, one of them expunged, one never given
+    assert sizes(b"UID FETCH 2,15,33,60,500 (UID RFC822.SIZE)") == [
+        (2, size_of(2)), (33, size_of(33)), (60, size_of(60))]
+    # many in a row across a gap: only those named
+    assert sizes(b"UID FETCH 8,9,18,20,21,22,24 (UID RFC822.SIZE)") == [
+        (u, size_of(u)) for u in (8, 9, 20, 21, 22, 24)]
+    # by sequence number: 9..12 are uids 9, 20, 21, 22
+    assert sizes(b"FETCH 9:12 (UID RFC822.SIZE)") == [(u, size_of(u)) for u in (9, 20, 21, 22)]
+    assert sizes(b"FETCH 1,49 (UID RFC822.SIZE)") == [(1, size_of(1)), (60, size_of(60))]
+
+    # \\Deleted set, then taken off one of them again
+    c.ok(b"UID STORE 3,25,40,42,60 +FLAGS.SILENT (\\Deleted)")
+    c.ok(b"UID STORE 40 -FLAGS.SILENT (\\Deleted)")
+    # UID EXPUNGE removes only the \\Deleted ones of its set
+    untagged = c.ok(b"UID EXPUNGE 20:42")
+    # uid 42 is message 31, uid 25 message 15 (highest first: RFC 3501 7.4.1)
+    assert untagged == [b"* 31 EXPUNGE\r\n", b"* 15 EXPUNGE\r\n"]
+    assert [u for u, _ in sizes(b"UID FETCH 3,25,40,42,60 (UID RFC822.SIZE)")] == [3, 40, 60]
+    untagged = c.ok(b"EXPUNGE")
+    assert untagged == [b"* 47 EXPUNGE\r\n", b"* 3 EXPUNGE\r\n"]
+    assert c.ok(b"EXPUNGE") == []
+    untagged = c.ok(b"SELECT INBOX")
+    assert b"* 45 EXISTS\r\n" in untagged
+    assert [u for u, _ in sizes(b"UID FETCH 1:* (UID RFC822.SIZE)")] == [
+        u for u in range(1, 61) if u not in (3, 25, 41, 42, 60) and not 10 <= u <= 19]
+    c.close()
+
+
 def test_fetch_errors(mail):
     bad = [
         b"FETCH 5 FLAGS",              # beyond EXISTS

@@ -1550,6 +1550,273 @@ static void test_ops_concurrent(void **state)
 	pthread_cond_destroy(&c.cond);
 }
 
+/* ---- bounded reads ---- */
+
+struct uid_flags {
+	size_t count;
+	uint32_t uids[256], flags[256];
+};
+
+static void collect_uid_flags(void *ctx, uint32_t uid, uint32_t flags)
+{
+	struct uid_flags *l = ctx;
+
+	assert_true(l->count < 256);
+	l->uids[l->count] = uid;
+	l->flags[l->count++] = flags;
+}
+
+static void collect_uid(void *ctx, uint32_t uid)
+{
+	collect_uid_flags(ctx, uid, 0);
+}
+
+static void expunge_op(struct fixture *f, int64_t mailbox_id, const uint32_t *uids, size_t n)
+{
+	store_op_t *op = store_op_new(f->store);
+	struct op_res r;
+
+	store_op_expunge(op, mailbox_id, uids, n);
+	op_ok(op, &r);
+}
+
+static void test_mailbox_find(void **state)
+{
+	struct fixture *f = *state;
+	struct store_mailbox_status st, full;
+	const char *error = NULL;
+
+	deliver_small(f);
+	deliver_small(f);
+	full = status_of(f, "INBOX");
+	assert_int_equal(store_mailbox_find(f->store, f->alice, "inbox", &st, &error), 1);
+	assert_int_equal(st.id, full.id);
+	assert_string_equal(st.name, "INBOX");
+	assert_int_equal(st.uidvalidity, full.uidvalidity);
+	assert_int_equal(st.uidnext, full.uidnext);
+	assert_int_equal(st.uidnext, 3);
+	assert_int_equal(st.highestmodseq, full.highestmodseq);
+	assert_int_equal(st.special_use, full.special_use);
+	assert_int_equal(st.subscribed, full.subscribed);
+	/* the counts are not computed */
+	assert_int_equal(full.messages, 2);
+	assert_int_equal(st.messages, 0);
+	assert_int_equal(st.unseen, 0);
+	assert_int_equal(st.size, 0);
+
+	assert_int_equal(store_mailbox_find(f->store, f->alice, "Trash", &st, &error), 1);
+	assert_int_equal(st.special_use, STORE_SPECIAL_TRASH);
+	assert_int_equal(store_mailbox_find(f->store, f->alice, "Nope", &st, &error), 0);
+	/* names other than INBOX are exact */
+	assert_int_equal(store_mailbox_find(f->store, f->alice, "trash", &st, &error), 0);
+}
+
+static void test_msg_scan_range(void **state)
+{
+	struct fixture *f = *state;
+	int64_t inbox = status_of(f, "INBOX").id;
+	const char *error = NULL;
+	struct msgs l;
+	uint32_t gone[] = { 4 };
+
+	for (int i = 0; i < 8; i++)
+		deliver_small(f);
+	expunge_op(f, inbox, gone, 1);
+
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(store_msg_scan_range(f->store, inbox, 3, 6, collect_msg, &l, &error), 0);
+	assert_int_equal(l.count, 3);
+	assert_int_equal(l.items[0].uid, 3);
+	assert_int_equal(l.items[1].uid, 5);
+	assert_int_equal(l.items[2].uid, 6);
+	assert_true(l.items[0].size > 0);
+	assert_true(l.items[0].blob_id > 0);
+
+	/* one uid, an empty range, a range past the end */
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(store_msg_scan_range(f->store, inbox, 8, 8, collect_msg, &l, &error), 0);
+	assert_int_equal(l.count, 1);
+	assert_int_equal(l.items[0].uid, 8);
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(store_msg_scan_range(f->store, inbox, 6, 5, collect_msg, &l, &error), 0);
+	assert_int_equal(l.count, 0);
+	assert_int_equal(store_msg_scan_range(f->store, inbox, 9, UINT32_MAX, collect_msg, &l,
+					      &error), 0);
+	assert_int_equal(l.count, 0);
+	assert_int_equal(store_msg_scan_range(f->store, inbox, 7, UINT32_MAX, collect_msg, &l,
+					      &error), 0);
+	assert_int_equal(l.count, 2);
+	/* another mailbox's messages are not seen */
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(store_msg_scan_range(f->store, status_of(f, "Sent").id, 1, UINT32_MAX,
+					      collect_msg, &l, &error), 0);
+	assert_int_equal(l.count, 0);
+}
+
+static void test_msg_get_uids(void **state)
+{
+	struct fixture *f = *state;
+	int64_t inbox = status_of(f, "INBOX").id;
+	const char *error = NULL;
+	struct msgs l, all;
+	uint32_t gone[] = { 10 };
+	uint32_t seen[] = { 7 };
+	struct op_res r;
+
+	for (int i = 0; i < 40; i++)
+		deliver_small(f);
+	expunge_op(f, inbox, gone, 1);
+	flags_op(f, inbox, seen, 1, STORE_FLAGS_ADD, STORE_FLAG_SEEN, "$Work", 0, &r);
+	scan(f, inbox, &all);
+
+	/* few and far apart (looked up one by one), one of them gone */
+	uint32_t sparse[] = { 1, 7, 10, 30, 40 };
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(store_msg_get_uids(f->store, inbox, sparse, 5, collect_msg, &l, &error), 0);
+	assert_int_equal(l.count, 4);
+	assert_int_equal(l.items[0].uid, 1);
+	assert_int_equal(l.items[1].uid, 7);
+	assert_int_equal(l.items[2].uid, 30);
+	assert_int_equal(l.items[3].uid, 40);
+	/* the same metadata as a full scan */
+	assert_int_equal(l.items[1].flags, STORE_FLAG_SEEN);
+	assert_string_equal(l.items[1].keywords, "$Work");
+	assert_int_equal(l.items[1].modseq, find_uid(&all, 7)->modseq);
+	assert_int_equal(l.items[1].blob_id, find_uid(&all, 7)->blob_id);
+	assert_int_equal(l.items[1].size, find_uid(&all, 7)->size);
+	assert_int_equal(l.items[1].internaldate, find_uid(&all, 7)->internaldate);
+
+	/* dense (one scan): only the uids asked for come back */
+	uint32_t dense[] = { 5, 6, 8, 9, 10, 11 };
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(store_msg_get_uids(f->store, inbox, dense, 6, collect_msg, &l, &error), 0);
+	assert_int_equal(l.count, 5);
+	assert_int_equal(l.items[0].uid, 5);
+	assert_int_equal(l.items[1].uid, 6);
+	assert_int_equal(l.items[2].uid, 8);
+	assert_int_equal(l.items[3].uid, 9);
+	assert_int_equal(l.items[4].uid, 11);
+	assert_int_equal(l.items[4].blob_id, find_uid(&all, 11)->blob_id);
+
+	/* one uid; none; uids that never existed */
+	uint32_t one[] = { 7 }, none[] = { 41, 500 };
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(store_msg_get_uids(f->store, inbox, one, 1, collect_msg, &l, &error), 0);
+	assert_int_equal(l.count, 1);
+	assert_string_equal(l.items[0].keywords, "$Work");
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(store_msg_get_uids(f->store, inbox, one, 0, collect_msg, &l, &error), 0);
+	assert_int_equal(l.count, 0);
+	assert_int_equal(store_msg_get_uids(f->store, inbox, none, 2, collect_msg, &l, &error), 0);
+	assert_int_equal(l.count, 0);
+}
+
+static void test_msg_scan_flags_deleted(void **state)
+{
+	struct fixture *f = *state;
+	int64_t inbox = status_of(f, "INBOX").id;
+	const char *error = NULL;
+	struct uid_flags l;
+	struct op_res r;
+	uint32_t del[] = { 2, 4, 5, 9 }, undel[] = { 5 }, gone[] = { 9 }, flagged[] = { 3 };
+
+	for (int i = 0; i < 10; i++)
+		deliver_small(f);
+	flags_op(f, inbox, del, 4, STORE_FLAGS_ADD, STORE_FLAG_DELETED, NULL, 0, &r);
+	flags_op(f, inbox, undel, 1, STORE_FLAGS_DEL, STORE_FLAG_DELETED, NULL, 0, &r);
+	flags_op(f, inbox, flagged, 1, STORE_FLAGS_SET, STORE_FLAG_FLAGGED | STORE_FLAG_SEEN,
+		 NULL, 0, &r);
+	expunge_op(f, inbox, gone, 1);
+
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(store_msg_scan_flags(f->store, inbox, collect_uid_flags, &l, &error), 0);
+	assert_int_equal(l.count, 9);
+	for (size_t i = 0; i < l.count; i++) {
+		uint32_t want = l.uids[i] == 2 || l.uids[i] == 4 ? STORE_FLAG_DELETED
+				: l.uids[i] == 3 ? STORE_FLAG_FLAGGED | STORE_FLAG_SEEN : 0;
+		assert_int_equal(l.uids[i], i < 8 ? i + 1 : 10);
+		assert_int_equal(l.flags[i], want);
+	}
+
+	/* \Deleted only: 5 lost it again, 9 is gone */
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(store_msg_scan_deleted(f->store, inbox, 1, UINT32_MAX, collect_uid, &l,
+						&error), 0);
+	assert_int_equal(l.count, 2);
+	assert_int_equal(l.uids[0], 2);
+	assert_int_equal(l.uids[1], 4);
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(store_msg_scan_deleted(f->store, inbox, 3, 10, collect_uid, &l, &error), 0);
+	assert_int_equal(l.count, 1);
+	assert_int_equal(l.uids[0], 4);
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(store_msg_scan_deleted(f->store, inbox, 3, 2, collect_uid, &l, &error), 0);
+	assert_int_equal(l.count, 0);
+	/* an appended message with \Deleted counts too */
+	flags_op(f, inbox, (uint32_t[]){ 10 }, 1, STORE_FLAGS_ADD, STORE_FLAG_DELETED, NULL, 0, &r);
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(store_msg_scan_deleted(f->store, inbox, 1, UINT32_MAX, collect_uid, &l,
+						&error), 0);
+	assert_int_equal(l.count, 3);
+	assert_int_equal(l.uids[2], 10);
+	/* empty and missing mailboxes */
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(store_msg_scan_flags(f->store, status_of(f, "Junk").id, collect_uid_flags,
+					      &l, &error), 0);
+	assert_int_equal(store_msg_scan_deleted(f->store, 999999, 1, UINT32_MAX, collect_uid, &l,
+						&error), 0);
+	assert_int_equal(l.count, 0);
+}
+
+static void *deliver_thread(void *arg)
+{
+	struct fixture *f = arg;
+
+	deliver_small(f);
+	return NULL;
+}
+
+static size_t count_msgs(struct fixture *f, int64_t mailbox_id)
+{
+	struct msgs l;
+
+	scan(f, mailbox_id, &l);
+	return l.count;
+}
+
+/* Between store_read_begin and store_read_end every read sees the state
+ * of the first one; pairs nest. */
+static void test_read_snapshot(void **state)
+{
+	struct fixture *f = *state;
+	int64_t inbox = status_of(f, "INBOX").id;
+	struct store_mailbox_status st;
+	const char *error = NULL;
+	pthread_t t;
+
+	deliver_small(f);
+	assert_int_equal(store_read_begin(f->store, &error), 0);
+	assert_int_equal(count_msgs(f, inbox), 1);
+	/* another thread (its own connection) commits meanwhile */
+	assert_int_equal(pthread_create(&t, NULL, deliver_thread, f), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(count_msgs(f, inbox), 1);
+	assert_int_equal(store_read_begin(f->store, &error), 0);
+	assert_int_equal(store_mailbox_find(f->store, f->alice, "INBOX", &st, &error), 1);
+	assert_int_equal(st.uidnext, 2);
+	store_read_end(f->store);
+	/* the inner end does not end the snapshot */
+	assert_int_equal(count_msgs(f, inbox), 1);
+	store_read_end(f->store);
+	assert_int_equal(count_msgs(f, inbox), 2);
+	assert_int_equal(store_mailbox_find(f->store, f->alice, "INBOX", &st, &error), 1);
+	assert_int_equal(st.uidnext, 3);
+	/* an unmatched end is harmless, and writes work again */
+	store_read_end(f->store);
+	deliver_small(f);
+	assert_int_equal(count_msgs(f, inbox), 3);
+}
+
 /* ---- schema migration ---- */
 
 static void test_migrate_from_v1(void **state)
@@ -1585,6 +1852,63 @@ static void test_migrate_from_v1(void **state)
 	assert_true(status_of(f, "New").uidvalidity > status_of(f, "INBOX").uidvalidity);
 }
 
+/* 4 -> 5 adds the indexes of the bounded reads to an existing database;
+ * the reads then work on the messages it already had. */
+static void test_migrate_from_v4(void **state)
+{
+	struct fixture *f = *state;
+	int64_t inbox = status_of(f, "INBOX").id;
+	struct uid_flags l = { 0 };
+	const char *error = NULL;
+	char path[128];
+	sqlite3 *db;
+	uint32_t del[] = { 2, 3 };
+	struct op_res r;
+
+	for (int i = 0; i < 4; i++)
+		deliver_small(f);
+	flags_op(f, inbox, del, 2, STORE_FLAGS_ADD, STORE_FLAG_DELETED, NULL, 0, &r);
+	store_close(f->store);
+	f->store = NULL;
+	snprintf(path, sizeof(path), "%s/petrel.db", f->dir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+		"DROP INDEX messages_flags; DROP INDEX messages_deleted;"
+		"UPDATE meta SET value = 4 WHERE key = 'schema_version';",
+		NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	if (store_open(f->dir, &f->store, &error) < 0)
+		fail_msg("store_open: %s", error);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_stmt *stmt;
+	assert_int_equal(sqlite3_prepare_v2(db,
+		"SELECT (SELECT value FROM meta WHERE key = 'schema_version'),"
+		" (SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+		"  AND name IN ('messages_flags', 'messages_deleted'))", -1, &stmt, NULL),
+		SQLITE_OK);
+	assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(stmt, 0), 5);
+	assert_int_equal(sqlite3_column_int(stmt, 1), 2);
+	sqlite3_finalize(stmt);
+	sqlite3_close(db);
+
+	assert_int_equal(store_msg_scan_deleted(f->store, inbox, 1, UINT32_MAX, collect_uid, &l,
+						&error), 0);
+	assert_int_equal(l.count, 2);
+	assert_int_equal(l.uids[0], 2);
+	assert_int_equal(l.uids[1], 3);
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(store_msg_scan_flags(f->store, inbox, collect_uid_flags, &l, &error), 0);
+	assert_int_equal(l.count, 4);
+	assert_int_equal(l.flags[1], STORE_FLAG_DELETED);
+	/* opening again leaves it at 5 */
+	store_close(f->store);
+	f->store = NULL;
+	if (store_open(f->dir, &f->store, &error) < 0)
+		fail_msg("store_open: %s", error);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1604,7 +1928,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_blob_reader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ops_concurrent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mailbox_find, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_msg_scan_range, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_msg_get_uids, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_msg_scan_flags_deleted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_snapshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_from_v4, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
