@@ -722,8 +722,27 @@ static int schema_setup(struct store_conn *conn, const char **error_r)
 	return 0;
 }
 
+/* Before SQLite initialises itself (sqlite3_config refuses afterwards):
+ * - no memory statistics: they take a global mutex on every allocation,
+ *   which all worker threads and the committer contend for;
+ * - multi-thread mode: a connection is only ever used by the thread that
+ *   opened it (store_conn_get), so its own mutexes are pure cost;
+ * - statement journals in memory: the committer runs every job in its own
+ *   savepoint, and SQLite journals each page a savepoint changes; past
+ *   64 KiB (the default) that went to a temporary file, two pwrite calls
+ *   per page, as many as the WAL itself got. Its size is bounded by one
+ *   batch's pages. */
+static void sqlite_configure(void)
+{
+	(void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+	(void)sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, -1);
+	(void)sqlite3_config(SQLITE_CONFIG_MULTITHREAD);
+}
+
 int store_open(const char *data_dir, store_t **store_r, const char **error_r)
 {
+	static pthread_once_t configured = PTHREAD_ONCE_INIT;
+
 	static const char *const subdirs[] = { "tmp", "blobs" };
 	struct store_conn *conn;
 	store_t *store;
@@ -739,6 +758,7 @@ int store_open(const char *data_dir, store_t **store_r, const char **error_r)
 		*error_r = "SQLite was built without thread support";
 		return -1;
 	}
+	pthread_once(&configured, sqlite_configure);
 	store = calloc(1, sizeof(*store));
 	if (store == NULL) {
 		*error_r = "out of memory";
