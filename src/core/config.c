@@ -227,6 +227,20 @@ static int handler(void *user, const char *section, const char *name, const char
 			c->pop3_plaintext_auth = strcmp(value, "yes") == 0;
 			return 1;
 		}
+		if (strcmp(name, "read_ahead") == 0) {
+			uint64_t v;
+			if (parse_uint(value, 1024 * 1024, &v) < 0)
+				return fail(st, section, name, "'%s' is not 0-1M", value);
+			c->pop3_read_ahead = v;
+			return 1;
+		}
+		if (strcmp(name, "read_ahead_ms") == 0) {
+			uint64_t v;
+			if (parse_uint(value, 60000, &v) < 0)
+				return fail(st, section, name, "'%s' is not 0-60000", value);
+			c->pop3_read_ahead_ms = (unsigned)v;
+			return 1;
+		}
 	} else if (strcmp(section, "listen") == 0) {
 		for (int p = 0; p < PROTO_COUNT; p++)
 			if (strcmp(name, proto_names[p]) == 0)
@@ -325,6 +339,8 @@ int config_load(const char *path, struct config **config_r, char **error_r)
 		.output_high = 1024 * 1024,
 	};
 	c->imap_literal_plus = 1;
+	c->pop3_read_ahead = 64 * 1024;
+	c->pop3_read_ahead_ms = 1000;
 	struct parse_state st = { .config = c };
 	void *stream[2] = { f, &st };
 	int rc = ini_parse_stream(reader, stream, handler, &st);

@@ -62,6 +62,9 @@ struct config {
 	/* [pop3] */
 	int pop3_plaintext_auth;     /* USER/PASS, AUTH PLAIN/LOGIN without TLS from
 					non-loopback peers (default no) */
+	uint64_t pop3_read_ahead;    /* octets of inline content RETR/TOP read ahead
+					(0: none) */
+	unsigned pop3_read_ahead_ms; /* how long content read ahead may be sent */
 	/* [listen] */
 	struct listen_addr *listens;
 	size_t n_listens;

@@ -26,6 +26,9 @@
 #define POP3_AUTOLOGOUT_MIN    600
 /* Content is read from the store in chunks of at most this. */
 #define POP3_READ_CHUNK        (64 * 1024)
+/* RETR/TOP read ahead at most this many messages at once (and at most
+ * [pop3] read_ahead octets). */
+#define POP3_AHEAD_MAX         32
 
 enum pop3_state {
 	POP3_AUTHORIZATION,

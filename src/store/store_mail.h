@@ -150,10 +150,27 @@ void store_blob_reader_free(store_blob_reader_t *r);
 /* Start on blob_id (the current content, if any, is closed first), with
  * its size in *size_r. This is the only read transaction: inline content is
  * copied into the reader, a content file is opened and stays readable even
- * if its message is expunged meanwhile. -1 when the blob no longer exists
+ * if its message is expunged meanwhile (a blob read ahead is served as
+ * below). -1 when the blob no longer exists
  * (its last message expunged) or cannot be opened. */
 int store_blob_reader_open(store_blob_reader_t *r, int64_t blob_id, uint64_t *size_r,
 			   const char **error_r);
+/* As store_blob_reader_open, reading ahead for a caller that retrieves in
+ * order: in the same read transaction, the inline content of the blobs
+ * next[0..n_next) is copied into the reader too, in that order, while
+ * their octets stay within max (a missing blob, a content file or one that
+ * does not fit ends the run). Opening a blob that was read ahead reads
+ * nothing from the store and returns 1: its content is served as it was
+ * read, even if its message has been expunged since, until
+ * store_blob_reader_forget or an open that has to read the store (which
+ * replaces what was read ahead). 0 when read from the store, -1 as
+ * store_blob_reader_open. */
+int store_blob_reader_open_ahead(store_blob_reader_t *r, int64_t blob_id, const int64_t *next,
+				 size_t n_next, size_t max, uint64_t *size_r,
+				 const char **error_r);
+/* Drop what was read ahead (the current content stays readable). NULL is
+ * allowed. */
+void store_blob_reader_forget(store_blob_reader_t *r);
 /* The next octets, at most max (> 0): *data_r points into the reader and
  * stays valid until the next call on it; *len_r is 0 at the end. -1 on a
  * read error (a file shorter than recorded). */
