@@ -96,18 +96,26 @@ static int maildrop_load(struct pop3_session *s, const char **error_r)
 {
 	struct store_mailbox_status st;
 	struct pop3_maildrop *md = &s->md;
-	int r = store_mailbox_status(s->srv->store, s->user_id, "INBOX", &st, error_r);
+	store_t *store = s->srv->store;
+	/* One snapshot for the mailbox row and its messages (UIDVALIDITY and
+	 * UIDs agree); what arrives after it is for the next session (RFC
+	 * 1939 5). The row only: the scan counts and sizes the messages. */
+	if (store_read_begin(store, error_r) < 0)
+		return -1;
+	int r = store_mailbox_find(store, s->user_id, "INBOX", &st, error_r);
 	if (r <= 0) {
 		if (r == 0)
 			*error_r = "no INBOX";
+		store_read_end(store);
 		return -1;
 	}
 	memset(md, 0, sizeof(*md));
 	md->mailbox_id = st.id;
 	md->uidvalidity = st.uidvalidity;
 	struct scan_ctx sc = { .md = md };
-	/* One read: what arrives after it is for the next session (RFC 1939 5). */
-	if (store_msg_scan(s->srv->store, st.id, 1, scan_cb, &sc, error_r) < 0 || sc.failed) {
+	r = store_msg_scan(store, st.id, 1, scan_cb, &sc, error_r);
+	store_read_end(store);
+	if (r < 0 || sc.failed) {
 		if (sc.failed)
 			*error_r = "out of memory";
 		pop3_maildrop_free(md);
