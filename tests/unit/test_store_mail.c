@@ -1236,6 +1236,92 @@ static void test_blob_reader(void **state)
 	free(inl);
 }
 
+/* The rest of the current content of r equals want[0..size). */
+static void reader_rest(store_blob_reader_t *r, const unsigned char *want, size_t size)
+{
+	const char *error = NULL;
+	const void *data;
+	size_t pos = 0, len;
+
+	while (store_blob_reader_next(r, 4096, &data, &len, &error) == 0 && len > 0) {
+		assert_true(pos + len <= size);
+		assert_memory_equal(data, want + pos, len);
+		pos += len;
+	}
+	assert_int_equal(pos, size);
+}
+
+static void test_blob_reader_ahead(void **state)
+{
+	struct fixture *f = *state;
+	unsigned char *c[6];
+	const size_t sizes[6] = { 3000, 5000, BIG_SIZE, 2000, 0, 7000 };
+	store_blob_reader_t *r = store_blob_reader_new(f->store);
+	const char *error = NULL;
+	uint64_t size;
+	int64_t ids[6];
+	struct msgs l;
+	struct op_res res;
+	store_op_t *op;
+
+	assert_non_null(r);
+	for (int i = 0; i < 6; i++) {
+		c[i] = make_content(sizes[i], 20 + i);
+		deliver(f->store, f->alice, c[i], sizes[i]);
+	}
+	scan(f, status_of(f, "INBOX").id, &l);
+	assert_int_equal(l.count, 6);
+	for (int i = 0; i < 6; i++)
+		ids[i] = l.items[i].blob_id;
+
+	/* 0 reads 1 ahead; the file (2) ends the run. */
+	assert_int_equal(store_blob_reader_open_ahead(r, ids[0], ids + 1, 5, 64 * 1024, &size,
+						      &error), 0);
+	assert_int_equal(size, 3000);
+	/* what was read ahead is served even after its message is expunged */
+	op = store_op_new(f->store);
+	store_op_expunge(op, status_of(f, "INBOX").id, &l.items[1].uid, 1);
+	op_ok(op, &res);
+	reader_rest(r, c[0], 3000);
+	assert_int_equal(store_blob_reader_open_ahead(r, ids[1], ids + 2, 4, 64 * 1024, &size,
+						      &error), 1);
+	assert_int_equal(size, 5000);
+	reader_rest(r, c[1], 5000);
+	/* The file is read from the store, and reads 3..5 ahead; its chunks
+	 * do not disturb them. */
+	assert_int_equal(store_blob_reader_open_ahead(r, ids[2], ids + 3, 3, 64 * 1024, &size,
+						      &error), 0);
+	reader_rest(r, c[2], BIG_SIZE);
+	for (int i = 3; i < 6; i++) {
+		assert_int_equal(store_blob_reader_open(r, ids[i], &size, &error), 0);
+		assert_int_equal(size, sizes[i]);
+		reader_rest(r, c[i], sizes[i]);
+	}
+	/* out of order, and again */
+	assert_int_equal(store_blob_reader_open_ahead(r, ids[5], NULL, 0, 0, &size, &error), 1);
+	reader_rest(r, c[5], 7000);
+	assert_int_equal(store_blob_reader_open_ahead(r, ids[3], NULL, 0, 0, &size, &error), 1);
+	reader_rest(r, c[3], 2000);
+	/* forgotten: the expunged message is gone */
+	store_blob_reader_forget(r);
+	assert_int_equal(store_blob_reader_open(r, ids[1], &size, &error), -1);
+	/* max bounds the octets read ahead: 5000 fits 3 (2000) and 4 (0), not 5 */
+	assert_int_equal(store_blob_reader_open_ahead(r, ids[0], ids + 3, 3, 2000, &size,
+						      &error), 0);
+	assert_int_equal(store_blob_reader_open_ahead(r, ids[4], NULL, 0, 0, &size, &error), 1);
+	assert_int_equal(size, 0);
+	assert_int_equal(store_blob_reader_open_ahead(r, ids[3], NULL, 0, 0, &size, &error), 1);
+	assert_int_equal(store_blob_reader_open_ahead(r, ids[5], NULL, 0, 0, &size, &error), 0);
+	reader_rest(r, c[5], 7000);
+	/* a missing blob ends the run; the current one still opens */
+	assert_int_equal(store_blob_reader_open_ahead(r, ids[0], ids + 1, 5, 64 * 1024, &size,
+						      &error), 0);
+	assert_int_equal(store_blob_reader_open_ahead(r, ids[3], NULL, 0, 0, &size, &error), 0);
+	store_blob_reader_free(r);
+	for (int i = 0; i < 6; i++)
+		free(c[i]);
+}
+
 /* ---- watchers ---- */
 
 struct watch_count {
@@ -1926,6 +2012,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_append_and_cache, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blob_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blob_reader, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_blob_reader_ahead, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ops_concurrent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mailbox_find, setup, teardown),
