@@ -124,6 +124,7 @@ struct net_conn {
 	char *line;
 	size_t line_cap;
 	struct net_zlayer *z; /* COMPRESS active */
+	struct evbuffer_iovec reserved; /* net_conn_write_reserve */
 	net_conn_t *prev, *next;
 };
 
@@ -773,6 +774,25 @@ void net_conn_write(net_conn_t *c, const void *data, size_t len)
 		return;
 	}
 	bufferevent_write(c->bev, data, len);
+}
+
+void *net_conn_write_reserve(net_conn_t *c, size_t len)
+{
+	if (c->closed || c->z != NULL)
+		return NULL;
+	/* One extent: contiguous room of at least len octets. */
+	if (evbuffer_reserve_space(bufferevent_get_output(c->bev), (ev_ssize_t)len, &c->reserved,
+				   1) != 1)
+		return NULL;
+	return c->reserved.iov_base;
+}
+
+void net_conn_write_commit(net_conn_t *c, size_t used)
+{
+	if (used == 0)
+		return;
+	c->reserved.iov_len = used;
+	(void)evbuffer_commit_space(bufferevent_get_output(c->bev), &c->reserved, 1);
 }
 
 void net_conn_printf(net_conn_t *c, const char *fmt, ...)

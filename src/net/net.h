@@ -85,6 +85,12 @@ int net_conn_can_process(net_conn_t *conn);
 /* ---- connection: output ---- */
 void net_conn_write(net_conn_t *conn, const void *data, size_t len);
 void net_conn_printf(net_conn_t *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Write in place: room for up to len octets at the end of the output, to
+ * be filled and then committed (the first used octets) with
+ * net_conn_write_commit before anything else is written. NULL when there
+ * is none (a compressed connection, out of memory): use net_conn_write. */
+void *net_conn_write_reserve(net_conn_t *conn, size_t len);
+void net_conn_write_commit(net_conn_t *conn, size_t used);
 size_t net_conn_output_len(net_conn_t *conn);
 
 /* ---- connection: control ---- */

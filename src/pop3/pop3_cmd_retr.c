@@ -86,14 +86,21 @@ void pop3_body_free(struct pop3_session *s)
 	s->body = NULL;
 }
 
-/* Stuff and write data[0..len) (the stuffer at most doubles it). */
+/* Stuff and write data[0..len) (the stuffer at most doubles it): straight
+ * into the output buffer where the connection allows, else through a
+ * buffer on the stack. */
 static void write_stuffed(struct pop3_session *s, struct pop3_body *b, const char *data,
 			  size_t len)
 {
 	char out[2 * STUFF_PIECE];
 	while (len > 0 && !b->st.done) {
 		size_t n = len < STUFF_PIECE ? len : STUFF_PIECE;
-		pop3_write(s, out, pop3_stuffer_encode(&b->st, data, n, out));
+		char *room = net_conn_write_reserve(s->conn, 2 * n);
+		if (room != NULL) {
+			net_conn_write_commit(s->conn, pop3_stuffer_encode(&b->st, data, n, room));
+		} else {
+			pop3_write(s, out, pop3_stuffer_encode(&b->st, data, n, out));
+		}
 		data += n;
 		len -= n;
 	}

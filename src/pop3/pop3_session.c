@@ -213,7 +213,10 @@ static void dispatch(struct pop3_session *s, const char *line, size_t len)
 {
 	struct pop3_command cmd;
 	const char *why;
-	char *buf = malloc(len + 1);
+	/* A command fits on the stack; a longer line (AUTH's initial
+	 * response) is allocated. */
+	char stack[POP3_LINE_MAX + 1];
+	char *buf = len < sizeof(stack) ? stack : malloc(len + 1);
 	if (buf == NULL) {
 		pop3_fail(s, "[SYS/TEMP] Out of memory");
 		return;
@@ -223,7 +226,8 @@ static void dispatch(struct pop3_session *s, const char *line, size_t len)
 		log_info("pop3", s->id, "event=unknown-command line=%s",
 			 log_safe(line, len < 32 ? len : 32, safe, sizeof(safe)));
 		pop3_err(s, "%s", why);
-		free(buf);
+		if (buf != stack)
+			free(buf);
 		return;
 	}
 	const struct pop3_cmd_def *c = NULL;
@@ -250,7 +254,8 @@ static void dispatch(struct pop3_session *s, const char *line, size_t len)
 		c->fn(s, &a);
 	}
 	explicit_bzero(buf, len); /* PASS */
-	free(buf);
+	if (buf != stack)
+		free(buf);
 }
 
 static void pop3_input(void *arg)

@@ -219,6 +219,9 @@ static int reserve(store_blob_reader_t *r, size_t len, size_t keep, const char *
 		r->cap = 0;
 		n = malloc(len);
 	} else {
+		/* Growing while reading ahead: by doubling, not per message. */
+		if (len < 2 * r->cap)
+			len = 2 * r->cap;
 		n = realloc(r->buf, len);
 	}
 	if (n == NULL) {
