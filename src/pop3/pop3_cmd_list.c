@@ -10,15 +10,39 @@ void pop3_cmd_stat(struct pop3_session *s, const struct pop3_cmd_args *a)
 	pop3_ok(s, "%u %llu", s->md.n - s->md.n_deleted, (unsigned long long)s->md.size);
 }
 
-/* UIDL: "<uidvalidity>.<uid>" is unique in the maildrop and stable across
+/* v in decimal at p; returns the end. (A listing has one line per message:
+ * no printf for each.) */
+static char *put_u64(char *p, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0;
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	while (n > 0)
+		*p++ = tmp[--n];
+	return p;
+}
+
+/* One entry without its CRLF, at most ENTRY_MAX octets: its length.
+ * UIDL: "<uidvalidity>.<uid>" is unique in the maildrop and stable across
  * sessions, restarts and whatever IMAP does (a UID is never reused within
  * one UIDVALIDITY), and within RFC 1939's 0x21-0x7E, 1-70 octets. */
-static int entry(const struct pop3_session *s, uint32_t i, int uidl, char *buf, size_t size)
+#define ENTRY_MAX (10 + 1 + 21)
+static size_t entry(const struct pop3_session *s, uint32_t i, int uidl, char *buf)
 {
 	const struct pop3_msg *m = &s->md.msgs[i];
-	if (uidl)
-		return snprintf(buf, size, "%u %u.%u", i + 1, s->md.uidvalidity, m->uid);
-	return snprintf(buf, size, "%u %llu", i + 1, (unsigned long long)m->size);
+	char *p = put_u64(buf, (uint64_t)i + 1);
+	*p++ = ' ';
+	if (uidl) {
+		p = put_u64(p, s->md.uidvalidity);
+		*p++ = '.';
+		p = put_u64(p, m->uid);
+	} else {
+		p = put_u64(p, m->size);
+	}
+	return (size_t)(p - buf);
 }
 
 static void list_continue(struct pop3_session *s)
@@ -35,7 +59,7 @@ static void list_continue(struct pop3_session *s)
 		uint32_t i = s->list_next++;
 		if (s->md.msgs[i].deleted)
 			continue;
-		o += (size_t)entry(s, i, s->list_uidl, buf + o, sizeof(buf) - o - 2);
+		o += entry(s, i, s->list_uidl, buf + o);
 		buf[o++] = '\r';
 		buf[o++] = '\n';
 	}
@@ -50,10 +74,10 @@ static void listing(struct pop3_session *s, const struct pop3_cmd_args *a, int u
 {
 	if (a->n_args == 1) {
 		uint32_t i;
-		char buf[64];
+		char buf[ENTRY_MAX + 1];
 		if (pop3_msg_arg(s, a->args[0], &i) < 0)
 			return;
-		entry(s, i, uidl, buf, sizeof(buf));
+		buf[entry(s, i, uidl, buf)] = '\0';
 		pop3_ok(s, "%s", buf);
 		return;
 	}

@@ -447,6 +447,23 @@ static void test_size_suffixes(void **state)
 	load_err("[limits]\nsmtp_line_max = 65k\n", "%s:2:", "smtp_line_max", NULL);
 }
 
+static void test_pop3_read_ahead_keys(void **state)
+{
+	(void)state;
+	struct config *c = load_ok("");
+	assert_true(c->pop3_read_ahead == 64 * 1024);
+	assert_int_equal(c->pop3_read_ahead_ms, 1000);
+	c = load_ok("[pop3]\nread_ahead = 0\nread_ahead_ms = 250\n");
+	assert_true(c->pop3_read_ahead == 0);
+	assert_int_equal(c->pop3_read_ahead_ms, 250);
+	c = load_ok("[pop3]\nread_ahead = 1M\n");
+	assert_true(c->pop3_read_ahead == 1024 * 1024);
+	load_err("[pop3]\nread_ahead = 2M\n", "%s:2:", "[pop3] read_ahead", NULL);
+	load_err("[pop3]\nread_ahead = -1\n", "%s:2:", "[pop3] read_ahead", NULL);
+	load_err("[pop3]\nread_ahead_ms = 1h\n", "%s:2:", "[pop3] read_ahead_ms", NULL);
+	load_err("[pop3]\nread_ahead_ms = 60001\n", "%s:2:", "[pop3] read_ahead_ms", NULL);
+}
+
 static void test_imap_keys(void **state)
 {
 	(void)state;
@@ -674,6 +691,7 @@ int main(void)
 		T(test_numbers_out_of_range),
 		T(test_size_suffixes),
 		T(test_imap_keys),
+		T(test_pop3_read_ahead_keys),
 		T(test_listen),
 		T(test_listen_bad),
 		T(test_listen_port_no_suffix),
