@@ -57,7 +57,7 @@ static int body_open(struct pop3_session *s, struct pop3_body *b, uint32_t i, ui
 
 	if (now - b->ahead_at > cfg->pop3_read_ahead_ms)
 		store_blob_reader_forget(b->reader);
-	if (cfg->pop3_read_ahead > 0 && (int64_t)i == b->last + 1) {
+	if (cfg->pop3_read_ahead > 0 && cfg->pop3_read_ahead_ms > 0 && (int64_t)i == b->last + 1) {
 		uint64_t octets = 0;
 		for (uint32_t j = i + 1; j < s->md.n && n < POP3_AHEAD_MAX; j++) {
 			const struct pop3_msg *m = &s->md.msgs[j];
