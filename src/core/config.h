@@ -62,6 +62,10 @@ struct config {
 	/* [pop3] */
 	int pop3_plaintext_auth;     /* USER/PASS, AUTH PLAIN/LOGIN without TLS from
 					non-loopback peers (default no) */
+	/* [auth] */
+	unsigned auth_cache_ttl;     /* seconds a verified password is remembered;
+					0 (default): no cache */
+	size_t auth_cache_size;      /* entries (users) at most; default 10000 */
 	/* [listen] */
 	struct listen_addr *listens;
 	size_t n_listens;
