@@ -187,6 +187,7 @@ int cli_serve(struct config *config, int argc, char **argv)
 		return EX_CANTCREAT;
 	}
 	const char *serr;
+	store_set_fsync_optimized(store, config->fsync_optimized);
 	if (store_start_committer(store, &serr) < 0) {
 		cli_error("cannot start the store committer: %s", serr);
 		store_close(store);

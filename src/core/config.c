@@ -200,6 +200,12 @@ static int handler(void *user, const char *section, const char *name, const char
 			c->workers = (unsigned)v;
 			return 1;
 		}
+		if (strcmp(name, "fsync") == 0) {
+			if (strcmp(value, "always") != 0 && strcmp(value, "optimized") != 0)
+				return fail(st, section, name, "'%s' is not always or optimized", value);
+			c->fsync_optimized = strcmp(value, "optimized") == 0;
+			return 1;
+		}
 		if (strcmp(name, "log_level") == 0) {
 			if (strcmp(value, "debug") != 0 && strcmp(value, "info") != 0 &&
 			    strcmp(value, "warn") != 0 && strcmp(value, "error") != 0)

@@ -51,6 +51,8 @@ struct config {
 	char *user;
 	unsigned workers;            /* 0: one per core */
 	char *log_level;
+	int fsync_optimized;         /* fsync = optimized: flag changes and expunges
+					are committed without waiting for a sync */
 	/* [tls] */
 	char *tls_cert;
 	char *tls_key;
