@@ -778,7 +778,7 @@ void imap_cmd_lsub(struct imap_session *s, struct imap_cmd *cmd)
 #define LRET_SPECIAL     0x04
 #define LRET_STATUS      0x08
 
-static int valid_status_items(const struct imap_arg *items);
+static int valid_status_items(const struct imap_session *s, const struct imap_arg *items);
 static void write_status(struct imap_session *s, const struct store_mailbox_status *st,
 			 const struct imap_arg *items);
 
@@ -903,7 +903,7 @@ void imap_cmd_list(struct imap_session *s, struct imap_cmd *cmd)
 		for (size_t k = 0; k < r->list_count; k++) {
 			const char *o = imap_arg_atom(&r->list[k]);
 			if (o != NULL && strcasecmp(o, "STATUS") == 0 && k + 1 < r->list_count &&
-			    valid_status_items(&r->list[k + 1])) {
+			    valid_status_items(s, &r->list[k + 1])) {
 				/* RFC 5819 2 */
 				ret |= LRET_STATUS;
 				status_items = &r->list[++k];
@@ -1047,8 +1047,10 @@ static const char *const status_known[] = { "MESSAGES",	  "RECENT", "UIDNEXT", "
 					    "UNSEEN",	  "SIZE",   "DELETED", "HIGHESTMODSEQ" };
 
 /* A non-empty list of known status-att (RFC 3501 6.3.10, RFC 8438 SIZE,
- * RFC 9051 DELETED, RFC 7162 3.1.7 HIGHESTMODSEQ). */
-static int valid_status_items(const struct imap_arg *items)
+ * RFC 9051 DELETED, RFC 7162 3.1.7 HIGHESTMODSEQ). RECENT is IMAP4rev1
+ * only: RFC 9051 9 has no "RECENT" status-att, nor a status-att-val an
+ * IMAP4rev2 client could parse (Appendix E item 12). */
+static int valid_status_items(const struct imap_session *s, const struct imap_arg *items)
 {
 	if (items->type != IMAP_ARG_LIST || items->list_count == 0)
 		return 0;
@@ -1058,6 +1060,8 @@ static int valid_status_items(const struct imap_arg *items)
 		for (size_t k = 0; it != NULL && k < sizeof(status_known) / sizeof(status_known[0]); k++)
 			if (strcasecmp(it, status_known[k]) == 0)
 				ok = 1;
+		if (ok && s->rev2 && strcasecmp(it, "RECENT") == 0)
+			ok = 0;
 		if (!ok)
 			return 0;
 	}
@@ -1128,7 +1132,7 @@ void imap_cmd_status(struct imap_session *s, struct imap_cmd *cmd)
 		return;
 	}
 	const struct imap_arg *items = &cmd->args[1];
-	if (!valid_status_items(items)) {
+	if (!valid_status_items(s, items)) {
 		imap_tagged(s, cmd->tag, "BAD", "Unknown STATUS item");
 		return;
 	}

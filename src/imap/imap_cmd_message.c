@@ -191,7 +191,7 @@ append_fail(struct append_state *st, const char *status, const char *fmt, ...)
 }
 
 static const char append_syntax[] =
-	"Syntax: APPEND mailbox 1*([(flags)] [date-time] (literal | UTF8 (~literal)))";
+	"Syntax: APPEND mailbox 1*([(flags)] [date-time] (literal | ~literal | UTF8 (~literal)))";
 
 void imap_append_abort(struct imap_session *s)
 {
@@ -322,6 +322,7 @@ int imap_append_literal(struct imap_session *s, uint64_t size, int sync)
 	}
 	/* a failed command's {n+} octets come anyway (RFC 7888 4): skipped */
 	s->append_left = size;
+	s->append_nul = 0;
 	s->append_streaming = 1;
 	imap_parser_literal_stream(s->parser);
 	if (sync)
@@ -353,10 +354,13 @@ void imap_append_literal_done(struct imap_session *s)
 	/* the literal is the last argument so far; within "UTF8 (" the list
 	 * is still open, so UTF8 is */
 	int ok = n >= 2 && st->next_arg <= n - 1;
+	int literal8 = 0;
 	if (ok && args[n - 1].type == IMAP_ARG_ATOM && strcasecmp(args[n - 1].str, "UTF8") == 0)
-		utf8 = 1;
-	else if (!ok || args[n - 1].type != IMAP_ARG_STREAMED || args[n - 1].literal8)
-		ok = 0; /* literal8 only inside UTF8 ( ) */
+		utf8 = literal8 = 1;
+	else if (!ok || args[n - 1].type != IMAP_ARG_STREAMED)
+		ok = 0;
+	else
+		literal8 = args[n - 1].literal8; /* BINARY (RFC 3516 4.4) */
 	if (ok && st->utf8_list != 0 && !utf8_list_ok(args, n, st->utf8_list))
 		ok = 0;
 	size_t i = st->next_arg;
@@ -377,6 +381,15 @@ void imap_append_literal_done(struct imap_session *s)
 	st->utf8_list = utf8 ? n : 0;
 	if (!ok)
 		append_fail(st, "BAD", "%s", append_syntax);
+	else if (s->append_nul && !literal8)
+		/* a literal is *CHAR8, no NUL (RFC 9051 9) */
+		append_fail(st, "BAD", "NUL in literal (use literal8)");
+	else if (s->append_nul)
+		/* RFC 3516 4.4: a mailbox that cannot keep binary content
+		 * fails the APPEND with UNKNOWN-CTE. Petrel keeps messages
+		 * as sent, and a message with NUL octets could be returned
+		 * only by BINARY[] (RFC 9051 4.3: BODY[] never carries NUL). */
+		append_fail(st, "NO", "[UNKNOWN-CTE] Messages with NUL octets are not stored");
 	else if (st->status == NULL && d == NULL)
 		append_fail(st, "NO", "[SERVERBUG] Cannot store the message");
 	if (st->status == NULL) {

@@ -546,10 +546,13 @@ static void dispatch(struct imap_session *s)
 				: s->state == IMAP_AUTH	 ? S_AUTH
 							 : S_SELECTED;
 		if (!(c->flags & need)) {
+			/* the reason names what is missing: login, a selected
+			 * mailbox, or (LOGIN, STARTTLS...) nothing but the state */
 			imap_tagged(s, cmd.tag, "BAD", "%s not allowed %s", c->name,
 				    s->state == IMAP_NOTAUTH ? "before authentication"
-				    : s->state == IMAP_AUTH  ? "without a selected mailbox"
-							     : "now");
+				    : s->state == IMAP_AUTH && (c->flags & S_SELECTED)
+					    ? "without a selected mailbox"
+					    : "now");
 			return;
 		}
 		cmd.name = c->name;
@@ -568,6 +571,8 @@ static void append_stream(struct imap_session *s)
 			return;
 		if (avail > s->append_left)
 			avail = (size_t)s->append_left;
+		if (memchr(in, '\0', avail) != NULL)
+			s->append_nul = 1;
 		if (s->append != NULL) {
 			const char *err;
 			if (store_delivery_write(s->append, in, avail, &err) < 0) {

@@ -85,6 +85,7 @@ struct imap_session {
 	int append_streaming;
 	struct append_state *append_state; /* the command so far */
 	uint64_t append_left;
+	int append_nul;            /* the literal being streamed has a NUL */
 	int reject_no;             /* the pending parser error is a NO, not a BAD */
 	/* SEARCHRES saved result (RFC 5182) */
 	uint32_t *saved;
