@@ -5,6 +5,7 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "mime/mime_collate.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -424,7 +425,9 @@ static void op_cb(void *ctx, const struct store_op_result *res)
 }
 
 /* A name a mailbox may get: UTF-8 (RFC 6855 3, RFC 9051 5.1) without
- * control characters (C0, DEL, C1), U+2028 and U+2029, nor the wildcards. */
+ * control characters (C0, DEL, C1), U+2028 and U+2029, nor the wildcards,
+ * in NFC: Net-Unicode (RFC 5198), which RFC 9051 6.3.4 says a server must
+ * either refuse or convert; Petrel refuses. */
 static int valid_new_name(const char *name)
 {
 	if (*name == '\0' || *name == '/' || strstr(name, "//") != NULL ||
@@ -438,7 +441,28 @@ static int valid_new_name(const char *name)
 		if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9))
 			return 0; /* U+2028, U+2029 */
 	}
-	return 1;
+	return mime_utf8_is_nfc(name);
+}
+
+/* RFC 9051 6.3.4 (and 6.3.6 for RENAME): the superior names of a new
+ * mailbox that do not exist are created with it ("a/b/c" creates "a" and
+ * "a/b"), in the same operation. */
+static void add_superiors(struct imap_session *s, store_op_t *op, const char *name)
+{
+	char prefix[NAME_BUF];
+	for (const char *p = strchr(name, '/'); p != NULL; p = strchr(p + 1, '/')) {
+		size_t len = (size_t)(p - name);
+		if (len >= sizeof(prefix))
+			return;
+		memcpy(prefix, name, len);
+		prefix[len] = '\0';
+		struct store_mailbox_status st;
+		const char *err;
+		if (strcasecmp(prefix, "INBOX") == 0 ||
+		    store_mailbox_find(s->srv->store, s->user_id, prefix, &st, &err) != 0)
+			continue; /* exists (or unreadable: the op will tell) */
+		store_op_mailbox_create(op, s->user_id, prefix, STORE_SPECIAL_NONE);
+	}
 }
 
 void imap_cmd_create(struct imap_session *s, struct imap_cmd *cmd)
@@ -459,6 +483,7 @@ void imap_cmd_create(struct imap_session *s, struct imap_cmd *cmd)
 		return;
 	}
 	store_op_t *op = store_op_new(s->srv->store);
+	add_superiors(s, op, name);
 	store_op_mailbox_create(op, s->user_id, name, STORE_SPECIAL_NONE);
 	imap_cmd_async(s, cmd);
 	store_op_commit(op, op_cb, imap_handle_ref(s));
@@ -501,6 +526,7 @@ void imap_cmd_rename(struct imap_session *s, struct imap_cmd *cmd)
 		return;
 	}
 	store_op_t *op = store_op_new(s->srv->store);
+	add_superiors(s, op, to);
 	store_op_mailbox_rename(op, s->user_id, from, to);
 	imap_cmd_async(s, cmd);
 	store_op_commit(op, op_cb, imap_handle_ref(s));

@@ -716,6 +716,10 @@ def list_setup(client):
     and Fruit/Apple and the missing Fruit/Peach are subscribed."""
     for name in (b"a/b/c", b"Fruit", b"Fruit/Apple"):
         client.ok(b"CREATE " + name)
+    # CREATE made the superiors a and a/b (RFC 9051 6.3.4); DELETE leaves
+    # the inferior a/b/c (6.3.5)
+    for name in (b"a/b", b"a"):
+        client.ok(b"DELETE " + name)
     for name in (b"a/b", b"Fruit/Apple", b"Fruit/Peach"):
         client.ok(b"SUBSCRIBE " + name)
 
@@ -948,6 +952,7 @@ def test_imap4rev2(server, client):
     client.ok(b"CREATE Kids")
     client.ok(b"CREATE Kids/one")
     client.ok(b"CREATE Nest/one")
+    client.ok(b"DELETE Nest")  # created with Nest/one (RFC 9051 6.3.4)
     # RFC 9051 6.3.1: ENABLE IMAP4rev2 switches the session
     untagged, _ = client.ok(b"ENABLE IMAP4rev2")
     assert untagged == [b"* ENABLED IMAP4rev2\r\n"]
