@@ -152,13 +152,18 @@ void imap_tagged(struct imap_session *s, const char *tag, const char *status, co
 
 void imap_write_string(struct imap_session *s, const char *str, size_t len)
 {
-	int quote = len < 1024;
+	int quote = len < 1024, high = 0;
 	for (size_t i = 0; i < len && quote; i++) {
 		unsigned char c = (unsigned char)str[i];
 		/* UTF-8 in quoted strings: RFC 6855 3, RFC 9051 4.3 */
 		if (c == '\r' || c == '\n' || c == '\0' || (c >= 0x80 && !s->utf8_accept && !s->rev2))
 			quote = 0;
+		high |= c >= 0x80;
 	}
+	/* QUOTED-CHAR takes well-formed UTF-8 only (RFC 9051 9: UTF8-2 /
+	 * UTF8-3 / UTF8-4); other 8-bit octets go in a literal */
+	if (quote && high && !imap_utf8_valid(str, len))
+		quote = 0;
 	if (!quote) {
 		imap_printf(s, "{%zu}\r\n", len);
 		imap_write(s, str, len);
@@ -609,6 +614,11 @@ static int literal_announced(struct imap_session *s)
 	if (s->state != IMAP_NOTAUTH && cmd != NULL && strcasecmp(cmd, "APPEND") == 0 &&
 	    nargs >= 1)
 		return imap_append_literal(s, size, sync);
+	/* a literal8 is a message (RFC 3516 7, RFC 6855 4), never an astring */
+	if (imap_parser_literal_is_literal8(s->parser)) {
+		imap_parser_literal_reject(s->parser, "literal8 is only for APPEND");
+		return -1;
+	}
 	/* other literals are buffered by the parser, within its limits; a
 	 * refused one never gets a "+" (the client then sends no octets) */
 	if (imap_parser_literal_accept(s->parser) < 0)
