@@ -401,6 +401,12 @@ static void op_done(struct imap_session *s, void *arg)
 {
 	struct store_op_result *res = arg; /* a copy: code and status only */
 	if (s != NULL) {
+		if (res->status == 0 && s->sel_rename_to != NULL && s->sel != NULL)
+			/* before anything syncs the view, which would take the
+			 * old name's absence for a deletion */
+			snprintf(s->sel->name, sizeof(s->sel->name), "%s", s->sel_rename_to);
+		free(s->sel_rename_to);
+		s->sel_rename_to = NULL;
 		if (res->status == 0) {
 			imap_tagged(s, s->cur.tag, "OK", "%s completed", s->cur.name);
 		} else {
@@ -524,6 +530,18 @@ void imap_cmd_rename(struct imap_session *s, struct imap_cmd *cmd)
 						       ? "[ALREADYEXISTS] INBOX always exists"
 						       : "[CANNOT] Invalid mailbox name");
 		return;
+	}
+	/* renaming the selected mailbox (or one above it) keeps it selected
+	 * under its new name; INBOX is not renamed, its messages move */
+	size_t flen = strlen(from);
+	if (s->sel != NULL && strcmp(from, "INBOX") != 0 && strncmp(s->sel->name, from, flen) == 0 &&
+	    (s->sel->name[flen] == '\0' || s->sel->name[flen] == '/')) {
+		char *n = malloc(strlen(to) + strlen(s->sel->name + flen) + 1);
+		if (n != NULL) {
+			strcpy(n, to);
+			strcat(n, s->sel->name + flen);
+		}
+		s->sel_rename_to = n;
 	}
 	store_op_t *op = store_op_new(s->srv->store);
 	add_superiors(s, op, to);

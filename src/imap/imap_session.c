@@ -763,6 +763,7 @@ static void imap_closed(void *arg)
 	imap_parser_free(s->parser);
 	sasl_free(s->scram);
 	free(s->saved);
+	free(s->sel_rename_to);
 	s->handle->s = NULL;
 	handle_unref(s->handle);
 	free(s);

@@ -94,6 +94,7 @@ struct imap_session {
 	void (*cont)(struct imap_session *s);
 	void *cont_ctx;
 	int notify_pending;        /* a watcher fired: sync at the next chance */
+	char *sel_rename_to;       /* RENAME of the selected mailbox: its new name */
 	int stopping;              /* server shutdown: close after the current command */
 };
 

@@ -353,3 +353,34 @@ def test_imaplib_rev2_session(srv):
         raise AssertionError("STATUS RECENT accepted in IMAP4rev2: %r" % (data,))
     finally:
         m.logout()
+
+
+def test_rename_selected_mailbox(srv):
+    """RFC 9051 6.3.6: RENAME keeps the mailbox (and its inferiors) with
+    their UIDVALIDITY; a session that renames its own selected mailbox, or
+    a name above it, keeps it selected under the new name instead of being
+    told the mailbox is gone. RENAME INBOX moves the messages out, which
+    the INBOX view sees as expunges (7.5.1)."""
+    c = session(srv)
+    c.ok(b"CREATE Work/Jobs")
+    append(c, b"Work/Jobs", msg("job"))
+    before = c.ok(b"STATUS Work/Jobs (UIDVALIDITY)")[0].split(b"UIDVALIDITY ")[1]
+    c.ok(b"SELECT Work/Jobs")
+    c.ok(b"RENAME Work Play")
+    assert c.ok(b"NOOP") == []
+    assert c.ok(b"FETCH 1 UID") == [b"* 1 FETCH (UID 1)\r\n"]
+    c.ok(b"RENAME Play/Jobs Games")
+    assert c.ok(b"NOOP") == []
+    after = c.ok(b"STATUS Games (UIDVALIDITY)")[0].split(b"UIDVALIDITY ")[1]
+    assert after == before
+    # the view follows the name: a second session's change reaches it
+    other = session(srv)
+    append(other, b"Games", msg("more"))
+    seen = noop_until(c, rb"\* 2 EXISTS")
+    assert b"* 2 EXISTS\r\n" in seen, seen
+    c.ok(b"UNSELECT")
+    append(c, b"INBOX", msg("in"))
+    c.ok(b"SELECT INBOX")
+    c.ok(b"RENAME INBOX Old")
+    seen = noop_until(c, rb"\* 1 EXPUNGE")
+    assert seen == [b"* 1 EXPUNGE\r\n"], seen
