@@ -227,9 +227,10 @@ def test_fetch_modseq_and_store(client):
     f = fetches(untagged)[2]
     new = int(f["MODSEQ"].strip("()"))
     assert new > hms and f["FLAGS"] == "(\\Seen)" and f["UID"] == "2"
-    # RFC 7162 3.1.11: setting a flag that is already set is no change
+    # RFC 7162 3.1.11: setting a flag that is already set is no change;
+    # the flags still come back (RFC 9051 6.4.6), with the same MODSEQ
     untagged, _ = client.ok(b"STORE 2 +FLAGS (\\Seen)")
-    assert fetches(untagged) == {}
+    assert fetches(untagged) == {2: {"UID": "2", "FLAGS": "(\\Seen)", "MODSEQ": "(%d)" % new}}
     untagged, _ = client.ok(b"FETCH 2 (MODSEQ)")
     assert modseq_of(untagged, 2) == new
     # .SILENT still reports the new MODSEQ once CONDSTORE is on (3.1.3)

@@ -384,3 +384,23 @@ def test_rename_selected_mailbox(srv):
     c.ok(b"RENAME INBOX Old")
     seen = noop_until(c, rb"\* 1 EXPUNGE")
     assert seen == [b"* 1 EXPUNGE\r\n"], seen
+
+
+def test_store_reports_unchanged_messages(srv):
+    """RFC 9051 6.4.6: without .SILENT the new flags come back "as if a
+    FETCH of those flags was done" for every message of the set, also
+    one whose flags the STORE left as they were (adding a flag already
+    set, removing one not set); .SILENT sends none."""
+    c = session(srv)
+    for s in ("one", "two", "three"):
+        append(c, b"INBOX", msg(s))
+    c.ok(b"SELECT INBOX")
+    c.ok(b"STORE 1 +FLAGS.SILENT (\\Seen)")
+    assert c.ok(b"STORE 1 +FLAGS (\\Seen)") == [b"* 1 FETCH (FLAGS (\\Seen))\r\n"]
+    untagged = c.ok(b"STORE 1:3 +FLAGS (\\Seen)")
+    assert sorted(untagged) == [b"* 1 FETCH (FLAGS (\\Seen))\r\n",
+                                b"* 2 FETCH (FLAGS (\\Seen))\r\n",
+                                b"* 3 FETCH (FLAGS (\\Seen))\r\n"], untagged
+    assert c.ok(b"STORE 2 -FLAGS (\\Draft)") == [b"* 2 FETCH (FLAGS (\\Seen))\r\n"]
+    assert c.ok(b"UID STORE 3 FLAGS (\\Seen)") == [b"* 3 FETCH (UID 3 FLAGS (\\Seen))\r\n"]
+    assert c.ok(b"STORE 1:3 +FLAGS.SILENT (\\Seen)") == []
