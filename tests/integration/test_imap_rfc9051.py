@@ -404,3 +404,24 @@ def test_store_reports_unchanged_messages(srv):
     assert c.ok(b"STORE 2 -FLAGS (\\Draft)") == [b"* 2 FETCH (FLAGS (\\Seen))\r\n"]
     assert c.ok(b"UID STORE 3 FLAGS (\\Seen)") == [b"* 3 FETCH (UID 3 FLAGS (\\Seen))\r\n"]
     assert c.ok(b"STORE 1:3 +FLAGS.SILENT (\\Seen)") == []
+
+
+def test_header_field_name_literal(srv):
+    """RFC 9051 9: header-fld-name is an astring, so BODY[HEADER.FIELDS
+    (...)] may carry a name as a literal, synchronising ("+" first) or not;
+    6.4.5: the named fields come back, the list echoed."""
+    c = session(srv)
+    append(c, b"INBOX", msg("lit", extra="X-Tag: yes\r\n"))
+    c.ok(b"SELECT INBOX")
+    tag = c.send(b"FETCH 1 (BODY.PEEK[HEADER.FIELDS ({7}")
+    assert c.readline().startswith(b"+ ")
+    c.sendraw(b"Subject {5+}\r\nX-Tag)] UID)\r\n")
+    untagged, tagged = c.wait(tag)
+    assert status(tagged) == b"OK", tagged
+    body = b"Subject: lit\r\nX-Tag: yes\r\n\r\n"
+    assert untagged == [b'* 1 FETCH (BODY[HEADER.FIELDS ("Subject" "X-Tag")] {%d}\r\n%s UID 1)\r\n'
+                        % (len(body), body)], untagged
+    # a name with CR or LF is refused, and the session goes on
+    _, tagged = c.cmd(b"FETCH 1 BODY.PEEK[HEADER.FIELDS ({2+}\r\na\n)]")
+    assert status(tagged) == b"BAD", tagged
+    c.ok(b"NOOP")
