@@ -425,3 +425,34 @@ def test_header_field_name_literal(srv):
     _, tagged = c.cmd(b"FETCH 1 BODY.PEEK[HEADER.FIELDS ({2+}\r\na\n)]")
     assert status(tagged) == b"BAD", tagged
     c.ok(b"NOOP")
+
+
+def test_nul_octets_never_in_a_literal(srv):
+    """RFC 9051 4.3: a literal may hold any octet but NUL (only literal8 may).
+    Mail taken in over SMTP with NUL octets is sent with 0x80 in their place
+    (the length stays what was announced); BINARY (RFC 3516) sends literal8
+    with the octets as stored."""
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", srv.smtp_port, timeout=10) as s:
+        s.sendmail("a@remote.example", ["alice@example.test"],
+                   b"Subject: nul\r\n\r\nab\x00cd\x00\x00e\r\n")
+    m = imaplib.IMAP4("127.0.0.1", srv.ports["imap"])
+    m.login(*ALICE)
+    m.select("INBOX", readonly=True)
+    typ, data = m.fetch("1", "(BODY.PEEK[TEXT])")
+    assert typ == "OK", data
+    assert data[0][1] == b"ab\x80cd\x80\x80e\r\n", data
+    typ, data = m.fetch("1", "(BODY.PEEK[])")
+    assert typ == "OK" and b"\x00" not in data[0][1] and b"ab\x80cd" in data[0][1], data
+    typ, data = m.fetch("1", "(BINARY.PEEK[1])")
+    assert typ == "OK", data
+    assert b"BINARY[1] ~{" in data[0][0] and data[0][1] == b"ab\x00cd\x00\x00e\r\n", data
+    # without NUL: a <string>, not literal8 (RFC 9051 6.4.5 SHOULD)
+    with smtplib.SMTP("127.0.0.1", srv.smtp_port, timeout=10) as s:
+        s.sendmail("a@remote.example", ["alice@example.test"], b"Subject: plain\r\n\r\nabc\r\n")
+    m.noop()
+    typ, data = m.fetch("2", "(BINARY.PEEK[1] BINARY.PEEK[])")
+    assert typ == "OK", data
+    assert b"BINARY[1] {5}" in data[0][0] and data[0][1] == b"abc\r\n", data
+    assert b"BINARY[] {" in data[1][0], data
+    m.logout()
