@@ -187,6 +187,7 @@ int cli_serve(struct config *config, int argc, char **argv)
 		return EX_CANTCREAT;
 	}
 	const char *serr;
+	store_set_fsync_optimized(store, config->fsync_optimized);
 	if (store_start_committer(store, &serr) < 0) {
 		cli_error("cannot start the store committer: %s", serr);
 		store_close(store);
@@ -197,7 +198,8 @@ int cli_serve(struct config *config, int argc, char **argv)
 	smtp.store = store;
 	imap.store = store;
 	pop3.store = store;
-	auth_pool_t *auth = auth_pool_new(store, 2);
+	auth_pool_t *auth = auth_pool_new(store, 2, config->auth_cache_ttl,
+					  config->auth_cache_size);
 	imap.auth = auth;
 	pop3.auth = auth;
 	log_info("server", 0, "event=started hostname=%s data_dir=%s pid=%d", config->hostname,

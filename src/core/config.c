@@ -10,6 +10,11 @@
 #include <strings.h>
 #include <unistd.h>
 
+/* A day: the cache trades memory exposure for CPU, and the first login of
+ * the day paying the hash is no loss. A million entries is ~200 MB. */
+#define AUTH_CACHE_TTL_MAX 86400u
+#define AUTH_CACHE_SIZE_MAX 1000000u
+
 static const char *const proto_names[PROTO_COUNT] = {
 	"smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "nntp", "nntps",
 };
@@ -195,6 +200,12 @@ static int handler(void *user, const char *section, const char *name, const char
 			c->workers = (unsigned)v;
 			return 1;
 		}
+		if (strcmp(name, "fsync") == 0) {
+			if (strcmp(value, "always") != 0 && strcmp(value, "optimized") != 0)
+				return fail(st, section, name, "'%s' is not always or optimized", value);
+			c->fsync_optimized = strcmp(value, "optimized") == 0;
+			return 1;
+		}
 		if (strcmp(name, "log_level") == 0) {
 			if (strcmp(value, "debug") != 0 && strcmp(value, "info") != 0 &&
 			    strcmp(value, "warn") != 0 && strcmp(value, "error") != 0)
@@ -241,6 +252,22 @@ static int handler(void *user, const char *section, const char *name, const char
 			c->pop3_read_ahead_ms = (unsigned)v;
 			return 1;
 		}
+	} else if (strcmp(section, "auth") == 0) {
+		uint64_t v;
+		if (strcmp(name, "cache_ttl") == 0) {
+			if (parse_uint(value, AUTH_CACHE_TTL_MAX, &v) < 0)
+				return fail(st, section, name, "'%s' is not 0-%u seconds (0: no cache)",
+					    value, AUTH_CACHE_TTL_MAX);
+			c->auth_cache_ttl = (unsigned)v;
+			return 1;
+		}
+		if (strcmp(name, "cache_size") == 0) {
+			if (parse_uint(value, AUTH_CACHE_SIZE_MAX, &v) < 0 || v < 1)
+				return fail(st, section, name, "'%s' is not a number from 1 to %u",
+					    value, AUTH_CACHE_SIZE_MAX);
+			c->auth_cache_size = (size_t)v;
+			return 1;
+		}
 	} else if (strcmp(section, "listen") == 0) {
 		for (int p = 0; p < PROTO_COUNT; p++)
 			if (strcmp(name, proto_names[p]) == 0)
@@ -277,8 +304,8 @@ static int handler(void *user, const char *section, const char *name, const char
  * line a handler call belongs to (for listen entries), refuse lines longer
  * than inih's buffer (it would parse the rest as a new line), and check
  * section names here because inih reports sections only with their keys. */
-static const char *const sections[] = { "server", "tls",    "smtp",  "imap",
-					"pop3",   "listen", "limits" };
+static const char *const sections[] = { "server", "tls",    "smtp",   "imap",
+					"pop3",   "auth",   "listen", "limits" };
 
 static char *reader(char *str, int num, void *stream)
 {
@@ -341,6 +368,7 @@ int config_load(const char *path, struct config **config_r, char **error_r)
 	c->imap_literal_plus = 1;
 	c->pop3_read_ahead = 64 * 1024;
 	c->pop3_read_ahead_ms = 1000;
+	c->auth_cache_size = 10000;
 	struct parse_state st = { .config = c };
 	void *stream[2] = { f, &st };
 	int rc = ini_parse_stream(reader, stream, handler, &st);

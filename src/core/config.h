@@ -51,6 +51,8 @@ struct config {
 	char *user;
 	unsigned workers;            /* 0: one per core */
 	char *log_level;
+	int fsync_optimized;         /* fsync = optimized: flag changes and expunges
+					are committed without waiting for a sync */
 	/* [tls] */
 	char *tls_cert;
 	char *tls_key;
@@ -65,6 +67,10 @@ struct config {
 	uint64_t pop3_read_ahead;    /* octets of inline content RETR/TOP read ahead
 					(0: none) */
 	unsigned pop3_read_ahead_ms; /* how long content read ahead may be sent */
+	/* [auth] */
+	unsigned auth_cache_ttl;     /* seconds a verified password is remembered;
+					0 (default): no cache */
+	size_t auth_cache_size;      /* entries (users) at most; default 10000 */
 	/* [listen] */
 	struct listen_addr *listens;
 	size_t n_listens;

@@ -25,6 +25,9 @@
 #include <strings.h>
 
 #define FETCH_CHUNK (64 * 1024)
+/* BINARY[] of unencoded content up to this size is read first, to send it as
+ * a <string> when it holds no NUL; larger goes as literal8 unread. */
+#define BINARY_SCAN_MAX (1024 * 1024)
 
 struct fetch_msg {
 	uint32_t uid;
@@ -215,12 +218,25 @@ static int prepare_binary(struct fetch_state *st, const struct fetch_msg *m,
 	}
 	if (strcmp(enc, "unknown") == 0)
 		return -2;
-	if (is_identity_cte(enc)) {
+	if (is_identity_cte(enc) &&
+	    (it->kind == FETCH_BINARY_SIZE || sec.len > BINARY_SCAN_MAX)) {
 		d->src = DATA_BLOB;
 		d->off = sec.offset;
 		d->len = sec.len;
-		/* declared binary content may hold NULs: literal8 (RFC 3516 4.3) */
-		d->literal8 = it->part[0] != '\0' && strcmp(enc, "binary") == 0;
+		/* content that may hold NULs goes as literal8 (RFC 3516 4.3) */
+		d->literal8 = 1;
+	} else if (is_identity_cte(enc)) {
+		/* RFC 9051 6.4.5: a <string> unless there is a NUL, which only
+		 * literal8 may carry: look */
+		const char *err;
+		if (imap_msg_read(st->store, m->blob_id, sec.offset, sec.len, &d->mem, &d->len,
+				  &err) < 0) {
+			log_error("imap", 0, "event=store-error error=\"%s\"", err);
+			return -1;
+		}
+		d->src = DATA_MEM;
+		d->off = 0;
+		d->literal8 = memchr(d->mem, '\0', d->len) != NULL;
 	} else {
 		char *raw, *dec;
 		size_t rlen, dlen;
@@ -292,6 +308,26 @@ static int recent(struct imap_session *s, uint32_t uid)
 }
 
 /* Stream the pending literal: 1 when suspended (output full), 0 done. */
+/* RFC 9051 4.3 / RFC 3501 4.3: a literal carries any octet except NUL; only
+ * literal8 (BINARY) may. Mail that arrived with NUL octets (SMTP takes them
+ * in 8BITMIME/BINARYMIME bodies) goes out with 0x80 in their place, as
+ * Dovecot does; the announced length stays right. buf: FETCH_CHUNK octets
+ * the chunk may be copied into (p may already point there). */
+static void write_chunk(struct imap_session *s, char *buf, const char *p, size_t n,
+			int literal8)
+{
+	const char *nul = literal8 ? NULL : memchr(p, '\0', n);
+	if (nul == NULL) {
+		imap_write(s, p, n);
+		return;
+	}
+	if (p != buf)
+		memcpy(buf, p, n);
+	for (char *q = buf + (nul - p); q != NULL; q = memchr(q, '\0', n - (size_t)(q - buf)))
+		*q = (char)0x80;
+	imap_write(s, buf, n);
+}
+
 static int stream_literal(struct imap_session *s, struct fetch_state *st,
 			  const struct fetch_msg *m)
 {
@@ -302,7 +338,7 @@ static int stream_literal(struct imap_session *s, struct fetch_state *st,
 		uint64_t left = d->len - st->lit_done;
 		size_t n = left < FETCH_CHUNK ? (size_t)left : FETCH_CHUNK;
 		if (d->src == DATA_MEM) {
-			imap_write(s, d->mem + d->off + st->lit_done, n);
+			write_chunk(s, st->buf, d->mem + d->off + st->lit_done, n, d->literal8);
 		} else {
 			size_t got = 0;
 			const char *err = NULL;
@@ -318,7 +354,7 @@ static int stream_literal(struct imap_session *s, struct fetch_state *st,
 				memset(st->buf + got, ' ', n - got);
 				st->failed = 1;
 			}
-			imap_write(s, st->buf, n);
+			write_chunk(s, st->buf, st->buf, n, d->literal8);
 		}
 		st->lit_done += n;
 	}

@@ -5,6 +5,7 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "mime/mime_collate.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -400,6 +401,12 @@ static void op_done(struct imap_session *s, void *arg)
 {
 	struct store_op_result *res = arg; /* a copy: code and status only */
 	if (s != NULL) {
+		if (res->status == 0 && s->sel_rename_to != NULL && s->sel != NULL)
+			/* before anything syncs the view, which would take the
+			 * old name's absence for a deletion */
+			snprintf(s->sel->name, sizeof(s->sel->name), "%s", s->sel_rename_to);
+		free(s->sel_rename_to);
+		s->sel_rename_to = NULL;
 		if (res->status == 0) {
 			imap_tagged(s, s->cur.tag, "OK", "%s completed", s->cur.name);
 		} else {
@@ -424,7 +431,9 @@ static void op_cb(void *ctx, const struct store_op_result *res)
 }
 
 /* A name a mailbox may get: UTF-8 (RFC 6855 3, RFC 9051 5.1) without
- * control characters (C0, DEL, C1), U+2028 and U+2029, nor the wildcards. */
+ * control characters (C0, DEL, C1), U+2028 and U+2029, nor the wildcards,
+ * in NFC: Net-Unicode (RFC 5198), which RFC 9051 6.3.4 says a server must
+ * either refuse or convert; Petrel refuses. */
 static int valid_new_name(const char *name)
 {
 	if (*name == '\0' || *name == '/' || strstr(name, "//") != NULL ||
@@ -438,7 +447,28 @@ static int valid_new_name(const char *name)
 		if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9))
 			return 0; /* U+2028, U+2029 */
 	}
-	return 1;
+	return mime_utf8_is_nfc(name);
+}
+
+/* RFC 9051 6.3.4 (and 6.3.6 for RENAME): the superior names of a new
+ * mailbox that do not exist are created with it ("a/b/c" creates "a" and
+ * "a/b"), in the same operation. */
+static void add_superiors(struct imap_session *s, store_op_t *op, const char *name)
+{
+	char prefix[NAME_BUF];
+	for (const char *p = strchr(name, '/'); p != NULL; p = strchr(p + 1, '/')) {
+		size_t len = (size_t)(p - name);
+		if (len >= sizeof(prefix))
+			return;
+		memcpy(prefix, name, len);
+		prefix[len] = '\0';
+		struct store_mailbox_status st;
+		const char *err;
+		if (strcasecmp(prefix, "INBOX") == 0 ||
+		    store_mailbox_find(s->srv->store, s->user_id, prefix, &st, &err) != 0)
+			continue; /* exists (or unreadable: the op will tell) */
+		store_op_mailbox_create(op, s->user_id, prefix, STORE_SPECIAL_NONE);
+	}
 }
 
 void imap_cmd_create(struct imap_session *s, struct imap_cmd *cmd)
@@ -459,6 +489,7 @@ void imap_cmd_create(struct imap_session *s, struct imap_cmd *cmd)
 		return;
 	}
 	store_op_t *op = store_op_new(s->srv->store);
+	add_superiors(s, op, name);
 	store_op_mailbox_create(op, s->user_id, name, STORE_SPECIAL_NONE);
 	imap_cmd_async(s, cmd);
 	store_op_commit(op, op_cb, imap_handle_ref(s));
@@ -500,7 +531,20 @@ void imap_cmd_rename(struct imap_session *s, struct imap_cmd *cmd)
 						       : "[CANNOT] Invalid mailbox name");
 		return;
 	}
+	/* renaming the selected mailbox (or one above it) keeps it selected
+	 * under its new name; INBOX is not renamed, its messages move */
+	size_t flen = strlen(from);
+	if (s->sel != NULL && strcmp(from, "INBOX") != 0 && strncmp(s->sel->name, from, flen) == 0 &&
+	    (s->sel->name[flen] == '\0' || s->sel->name[flen] == '/')) {
+		char *n = malloc(strlen(to) + strlen(s->sel->name + flen) + 1);
+		if (n != NULL) {
+			strcpy(n, to);
+			strcat(n, s->sel->name + flen);
+		}
+		s->sel_rename_to = n;
+	}
 	store_op_t *op = store_op_new(s->srv->store);
+	add_superiors(s, op, to);
 	store_op_mailbox_rename(op, s->user_id, from, to);
 	imap_cmd_async(s, cmd);
 	store_op_commit(op, op_cb, imap_handle_ref(s));
@@ -778,7 +822,7 @@ void imap_cmd_lsub(struct imap_session *s, struct imap_cmd *cmd)
 #define LRET_SPECIAL     0x04
 #define LRET_STATUS      0x08
 
-static int valid_status_items(const struct imap_arg *items);
+static int valid_status_items(const struct imap_session *s, const struct imap_arg *items);
 static void write_status(struct imap_session *s, const struct store_mailbox_status *st,
 			 const struct imap_arg *items);
 
@@ -903,7 +947,7 @@ void imap_cmd_list(struct imap_session *s, struct imap_cmd *cmd)
 		for (size_t k = 0; k < r->list_count; k++) {
 			const char *o = imap_arg_atom(&r->list[k]);
 			if (o != NULL && strcasecmp(o, "STATUS") == 0 && k + 1 < r->list_count &&
-			    valid_status_items(&r->list[k + 1])) {
+			    valid_status_items(s, &r->list[k + 1])) {
 				/* RFC 5819 2 */
 				ret |= LRET_STATUS;
 				status_items = &r->list[++k];
@@ -1047,8 +1091,10 @@ static const char *const status_known[] = { "MESSAGES",	  "RECENT", "UIDNEXT", "
 					    "UNSEEN",	  "SIZE",   "DELETED", "HIGHESTMODSEQ" };
 
 /* A non-empty list of known status-att (RFC 3501 6.3.10, RFC 8438 SIZE,
- * RFC 9051 DELETED, RFC 7162 3.1.7 HIGHESTMODSEQ). */
-static int valid_status_items(const struct imap_arg *items)
+ * RFC 9051 DELETED, RFC 7162 3.1.7 HIGHESTMODSEQ). RECENT is IMAP4rev1
+ * only: RFC 9051 9 has no "RECENT" status-att, nor a status-att-val an
+ * IMAP4rev2 client could parse (Appendix E item 12). */
+static int valid_status_items(const struct imap_session *s, const struct imap_arg *items)
 {
 	if (items->type != IMAP_ARG_LIST || items->list_count == 0)
 		return 0;
@@ -1058,6 +1104,8 @@ static int valid_status_items(const struct imap_arg *items)
 		for (size_t k = 0; it != NULL && k < sizeof(status_known) / sizeof(status_known[0]); k++)
 			if (strcasecmp(it, status_known[k]) == 0)
 				ok = 1;
+		if (ok && s->rev2 && strcasecmp(it, "RECENT") == 0)
+			ok = 0;
 		if (!ok)
 			return 0;
 	}
@@ -1128,7 +1176,7 @@ void imap_cmd_status(struct imap_session *s, struct imap_cmd *cmd)
 		return;
 	}
 	const struct imap_arg *items = &cmd->args[1];
-	if (!valid_status_items(items)) {
+	if (!valid_status_items(s, items)) {
 		imap_tagged(s, cmd->tag, "BAD", "Unknown STATUS item");
 		return;
 	}

@@ -34,6 +34,8 @@ struct op_copy {
 	uint32_t flags_silent;
 	int own_view;            /* flags or expunge of the selected mailbox */
 	uint64_t highestmodseq;
+	uint32_t *req;           /* STORE: the uids it named, sorted */
+	size_t n_req;
 };
 
 static void op_copy_free(struct op_copy *oc)
@@ -46,6 +48,7 @@ static void op_copy_free(struct op_copy *oc)
 	free(oc->changed_kw);
 	free(oc->modified);
 	free(oc->expunged);
+	free(oc->req);
 	free(oc);
 }
 
@@ -91,6 +94,8 @@ struct op_ctx {
 	void (*finish)(struct imap_session *s, struct op_copy *oc);
 	uint32_t flags_silent;
 	int own_view;
+	uint32_t *req;
+	size_t n_req;
 };
 
 static void op_result(void *ctx, const struct store_op_result *res)
@@ -121,21 +126,26 @@ static void op_result(void *ctx, const struct store_op_result *res)
 	oc->finish = c->finish;
 	oc->flags_silent = c->flags_silent;
 	oc->own_view = c->own_view;
+	oc->req = c->req;
+	oc->n_req = c->n_req;
 	imap_post(c->h, op_finish, oc);
 	free(c);
 }
 
 /* own_view: op changes only the selected mailbox's flags or expunges from
- * it (see imap_mailbox_own_change) */
+ * it (see imap_mailbox_own_change). req: uids for the finish step (taken
+ * over, freed with the result), NULL when it needs none. */
 static void submit(struct imap_session *s, struct imap_cmd *cmd, store_op_t *op,
 		   void (*finish)(struct imap_session *, struct op_copy *), uint32_t silent,
-		   int own_view)
+		   int own_view, uint32_t *req, size_t n_req)
 {
 	struct op_ctx *c = malloc(sizeof(*c));
 	c->h = imap_handle_ref(s);
 	c->finish = finish;
 	c->flags_silent = silent;
 	c->own_view = own_view;
+	c->req = req;
+	c->n_req = n_req;
 	imap_cmd_async(s, cmd);
 	store_op_commit(op, op_result, c);
 }
@@ -191,7 +201,7 @@ append_fail(struct append_state *st, const char *status, const char *fmt, ...)
 }
 
 static const char append_syntax[] =
-	"Syntax: APPEND mailbox 1*([(flags)] [date-time] (literal | UTF8 (~literal)))";
+	"Syntax: APPEND mailbox 1*([(flags)] [date-time] (literal | ~literal | UTF8 (~literal)))";
 
 void imap_append_abort(struct imap_session *s)
 {
@@ -322,6 +332,7 @@ int imap_append_literal(struct imap_session *s, uint64_t size, int sync)
 	}
 	/* a failed command's {n+} octets come anyway (RFC 7888 4): skipped */
 	s->append_left = size;
+	s->append_nul = 0;
 	s->append_streaming = 1;
 	imap_parser_literal_stream(s->parser);
 	if (sync)
@@ -353,10 +364,13 @@ void imap_append_literal_done(struct imap_session *s)
 	/* the literal is the last argument so far; within "UTF8 (" the list
 	 * is still open, so UTF8 is */
 	int ok = n >= 2 && st->next_arg <= n - 1;
+	int literal8 = 0;
 	if (ok && args[n - 1].type == IMAP_ARG_ATOM && strcasecmp(args[n - 1].str, "UTF8") == 0)
-		utf8 = 1;
-	else if (!ok || args[n - 1].type != IMAP_ARG_STREAMED || args[n - 1].literal8)
-		ok = 0; /* literal8 only inside UTF8 ( ) */
+		utf8 = literal8 = 1;
+	else if (!ok || args[n - 1].type != IMAP_ARG_STREAMED)
+		ok = 0;
+	else
+		literal8 = args[n - 1].literal8; /* BINARY (RFC 3516 4.4) */
 	if (ok && st->utf8_list != 0 && !utf8_list_ok(args, n, st->utf8_list))
 		ok = 0;
 	size_t i = st->next_arg;
@@ -377,6 +391,15 @@ void imap_append_literal_done(struct imap_session *s)
 	st->utf8_list = utf8 ? n : 0;
 	if (!ok)
 		append_fail(st, "BAD", "%s", append_syntax);
+	else if (s->append_nul && !literal8)
+		/* a literal is *CHAR8, no NUL (RFC 9051 9) */
+		append_fail(st, "BAD", "NUL in literal (use literal8)");
+	else if (s->append_nul)
+		/* RFC 3516 4.4: a mailbox that cannot keep binary content
+		 * fails the APPEND with UNKNOWN-CTE. Petrel keeps messages
+		 * as sent, and a message with NUL octets could be returned
+		 * only by BINARY[] (RFC 9051 4.3: BODY[] never carries NUL). */
+		append_fail(st, "NO", "[UNKNOWN-CTE] Messages with NUL octets are not stored");
 	else if (st->status == NULL && d == NULL)
 		append_fail(st, "NO", "[SERVERBUG] Cannot store the message");
 	if (st->status == NULL) {
@@ -582,7 +605,7 @@ static void expunge_common(struct imap_session *s, struct imap_cmd *cmd, const u
 	store_op_t *op = store_op_new(s->srv->store);
 	store_op_expunge(op, s->sel->id, dc.uids, dc.n);
 	free(dc.uids);
-	submit(s, cmd, op, expunge_finish, 0, 1);
+	submit(s, cmd, op, expunge_finish, 0, 1, NULL, 0);
 }
 
 void imap_cmd_close(struct imap_session *s, struct imap_cmd *cmd)
@@ -666,6 +689,62 @@ static char *modified_code(struct imap_session *s, const uint32_t *uids, size_t 
 	return code;
 }
 
+struct unchanged_ctx {
+	struct imap_session *s;
+	struct op_copy *oc;
+};
+
+static void store_unchanged_cb(void *ctx, const struct store_msg *m)
+{
+	struct unchanged_ctx *u = ctx;
+	struct imap_session *s = u->s;
+	uint32_t seq = imap_seq_of_uid(s->sel, m->uid);
+	if (seq == 0)
+		return;
+	imap_printf(s, "* %u FETCH (", seq);
+	if (s->cur.uid || s->condstore)
+		imap_printf(s, "UID %u ", m->uid);
+	imap_printf(s, "FLAGS ");
+	imap_write_flags(s, m->flags, m->keywords, !s->rev2 && imap_is_recent(s->sel, m->uid));
+	if (s->condstore)
+		imap_printf(s, " MODSEQ (%llu)", (unsigned long long)m->modseq);
+	imap_write(s, ")\r\n", 3);
+}
+
+/* RFC 9051 6.4.6 (RFC 3501 6.4.6): without .SILENT, "the new value of the
+ * flags is returned as if a FETCH of those flags was done" for every
+ * message of the set, also those the STORE left as they were (adding a
+ * flag already set); those that failed UNCHANGEDSINCE are in MODIFIED
+ * instead (RFC 7162 3.1.3). */
+static void store_report_unchanged(struct imap_session *s, struct op_copy *oc)
+{
+	if (oc->n_req == 0 || oc->req == NULL || oc->n_req <= oc->n_changed + oc->n_modified)
+		return;
+	uint32_t *done = malloc((oc->n_changed + oc->n_modified + 1) * sizeof(*done));
+	uint32_t *rest = malloc(oc->n_req * sizeof(*rest));
+	if (done == NULL || rest == NULL) {
+		free(done);
+		free(rest);
+		return;
+	}
+	size_t nd = 0, nr = 0;
+	for (size_t i = 0; i < oc->n_changed; i++)
+		done[nd++] = oc->changed[i].uid;
+	for (size_t i = 0; i < oc->n_modified; i++)
+		done[nd++] = oc->modified[i];
+	qsort(done, nd, sizeof(*done), cmp_u32);
+	for (size_t i = 0; i < oc->n_req; i++)
+		if (bsearch(&oc->req[i], done, nd, sizeof(*done), cmp_u32) == NULL)
+			rest[nr++] = oc->req[i];
+	struct unchanged_ctx u = { s, oc };
+	const char *err;
+	if (nr > 0 && store_msg_get_uids(s->srv->store, s->sel->id, rest, nr, store_unchanged_cb,
+					 &u, &err) < 0)
+		log_error("imap", s->id, "event=store-error error=\"%s\"", err);
+	free(done);
+	free(rest);
+}
+
 static void store_finish(struct imap_session *s, struct op_copy *oc)
 {
 	if (oc->status != 0) {
@@ -695,6 +774,8 @@ static void store_finish(struct imap_session *s, struct op_copy *oc)
 				    (unsigned long long)m->modseq);
 		imap_write(s, ")\r\n", 3);
 	}
+	if (!oc->flags_silent)
+		store_report_unchanged(s, oc);
 	char *code = modified_code(s, oc->modified, oc->n_modified, s->cur.uid);
 	imap_mailbox_sync(s, s->cur.uid);
 	imap_tagged(s, s->cur.tag, "OK", "%sSTORE completed", code != NULL ? code : "");
@@ -788,8 +869,12 @@ void imap_cmd_store(struct imap_session *s, struct imap_cmd *cmd)
 	store_op_t *op = store_op_new(s->srv->store);
 	store_op_flags(op, s->sel->id, uids, n, mode, flags, kw, unchangedsince);
 	free(kw);
-	free(uids);
-	submit(s, cmd, op, store_finish, (uint32_t)silent, 1);
+	if (silent) {
+		free(uids);
+		uids = NULL;
+		n = 0;
+	}
+	submit(s, cmd, op, store_finish, (uint32_t)silent, 1, uids, n);
 }
 
 /* --------------------------------------------------------------- COPY/MOVE */
@@ -867,7 +952,7 @@ static void copy_common(struct imap_session *s, struct imap_cmd *cmd, int move)
 	store_op_t *op = store_op_new(s->srv->store);
 	store_op_copy(op, s->sel->id, uids, n, st.id, move);
 	free(uids);
-	submit(s, cmd, op, copy_finish, 0, 0);
+	submit(s, cmd, op, copy_finish, 0, 0, NULL, 0);
 }
 
 void imap_cmd_copy(struct imap_session *s, struct imap_cmd *cmd)

@@ -89,6 +89,7 @@ struct imap_parser {
 	uint64_t lit_size;
 	unsigned lit_ndig;
 	int lit_ovf, lit_nonsync, lit8;
+	int lit_in_sect;           /* the literal is a header-fld-name in a [section] */
 	char *lit_buf;
 	uint64_t lit_got;
 	uint64_t lit_total;       /* buffered literal octets in this command */
@@ -369,6 +370,7 @@ static enum step end_line(struct imap_parser *p)
 static void literal_begin(struct imap_parser *p, int lit8)
 {
 	p->lit8 = lit8;
+	p->lit_in_sect = 0;
 	p->lit_size = 0;
 	p->lit_ndig = 0;
 	p->lit_ovf = 0;
@@ -393,11 +395,39 @@ static enum step literal_announced(struct imap_parser *p)
 	return STEP_LITERAL;
 }
 
+/* A header-fld-name sent as a literal inside BODY[HEADER.FIELDS (...)]
+ * (it is an astring, RFC 9051 9): it joins the section atom as a quoted
+ * string, which is how the FETCH item parser reads it. */
+static enum step literal_in_section(struct imap_parser *p, char *buf, size_t len)
+{
+	p->lit_in_sect = 0;
+	enum step r = STEP_OK;
+	if (tok_add(p, '"') < 0)
+		r = fail_fatal(p, "Out of memory");
+	for (size_t i = 0; i < len && r == STEP_OK; i++) {
+		unsigned char c = (unsigned char)buf[i];
+		if (c == '\r' || c == '\n' || c >= 0x80)
+			r = fail(p, "Invalid header field name");
+		else if ((c == '"' || c == '\\') && tok_add(p, '\\') < 0)
+			r = fail_fatal(p, "Out of memory");
+		else if (tok_add(p, (char)c) < 0)
+			r = fail_fatal(p, "Out of memory");
+	}
+	if (r == STEP_OK && tok_add(p, '"') < 0)
+		r = fail_fatal(p, "Out of memory");
+	free(buf);
+	if (r == STEP_OK)
+		p->state = S_ATOM;
+	return r;
+}
+
 static enum step literal_complete(struct imap_parser *p)
 {
 	char *buf = p->lit_buf;
 	p->lit_buf = NULL;
 	buf[p->lit_size] = '\0';
+	if (p->lit_in_sect)
+		return literal_in_section(p, buf, (size_t)p->lit_size);
 	enum step r = add_arg(p, IMAP_ARG_LITERAL, buf, (size_t)p->lit_size, p->lit8);
 	if (r == STEP_OK)
 		p->state = S_ARG_END;
@@ -469,6 +499,15 @@ static enum step step_atom(struct imap_parser *p, unsigned char c)
 		p->spanned = 1;
 		p->state = S_SECT_QUOTED;
 		break;
+	case '{':
+		/* a literal header-fld-name, right after "(" or " " in a list */
+		if (top_is_bracket || p->tok_len == 0 ||
+		    (p->tok[p->tok_len - 1] != '(' && p->tok[p->tok_len - 1] != ' '))
+			return fail(p, "Invalid character in atom");
+		p->spanned = 1;
+		literal_begin(p, 0);
+		p->lit_in_sect = 1;
+		return STEP_OK;
 	default:
 		if (!is_arg_atom_char(c))
 			return fail(p, "Invalid character in atom");

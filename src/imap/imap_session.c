@@ -152,13 +152,18 @@ void imap_tagged(struct imap_session *s, const char *tag, const char *status, co
 
 void imap_write_string(struct imap_session *s, const char *str, size_t len)
 {
-	int quote = len < 1024;
+	int quote = len < 1024, high = 0;
 	for (size_t i = 0; i < len && quote; i++) {
 		unsigned char c = (unsigned char)str[i];
 		/* UTF-8 in quoted strings: RFC 6855 3, RFC 9051 4.3 */
 		if (c == '\r' || c == '\n' || c == '\0' || (c >= 0x80 && !s->utf8_accept && !s->rev2))
 			quote = 0;
+		high |= c >= 0x80;
 	}
+	/* QUOTED-CHAR takes well-formed UTF-8 only (RFC 9051 9: UTF8-2 /
+	 * UTF8-3 / UTF8-4); other 8-bit octets go in a literal */
+	if (quote && high && !imap_utf8_valid(str, len))
+		quote = 0;
 	if (!quote) {
 		imap_printf(s, "{%zu}\r\n", len);
 		imap_write(s, str, len);
@@ -546,10 +551,13 @@ static void dispatch(struct imap_session *s)
 				: s->state == IMAP_AUTH	 ? S_AUTH
 							 : S_SELECTED;
 		if (!(c->flags & need)) {
+			/* the reason names what is missing: login, a selected
+			 * mailbox, or (LOGIN, STARTTLS...) nothing but the state */
 			imap_tagged(s, cmd.tag, "BAD", "%s not allowed %s", c->name,
 				    s->state == IMAP_NOTAUTH ? "before authentication"
-				    : s->state == IMAP_AUTH  ? "without a selected mailbox"
-							     : "now");
+				    : s->state == IMAP_AUTH && (c->flags & S_SELECTED)
+					    ? "without a selected mailbox"
+					    : "now");
 			return;
 		}
 		cmd.name = c->name;
@@ -568,6 +576,8 @@ static void append_stream(struct imap_session *s)
 			return;
 		if (avail > s->append_left)
 			avail = (size_t)s->append_left;
+		if (memchr(in, '\0', avail) != NULL)
+			s->append_nul = 1;
 		if (s->append != NULL) {
 			const char *err;
 			if (store_delivery_write(s->append, in, avail, &err) < 0) {
@@ -604,6 +614,11 @@ static int literal_announced(struct imap_session *s)
 	if (s->state != IMAP_NOTAUTH && cmd != NULL && strcasecmp(cmd, "APPEND") == 0 &&
 	    nargs >= 1)
 		return imap_append_literal(s, size, sync);
+	/* a literal8 is a message (RFC 3516 7, RFC 6855 4), never an astring */
+	if (imap_parser_literal_is_literal8(s->parser)) {
+		imap_parser_literal_reject(s->parser, "literal8 is only for APPEND");
+		return -1;
+	}
 	/* other literals are buffered by the parser, within its limits; a
 	 * refused one never gets a "+" (the client then sends no octets) */
 	if (imap_parser_literal_accept(s->parser) < 0)
@@ -748,6 +763,7 @@ static void imap_closed(void *arg)
 	imap_parser_free(s->parser);
 	sasl_free(s->scram);
 	free(s->saved);
+	free(s->sel_rename_to);
 	s->handle->s = NULL;
 	handle_unref(s->handle);
 	free(s);

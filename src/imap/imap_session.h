@@ -85,6 +85,7 @@ struct imap_session {
 	int append_streaming;
 	struct append_state *append_state; /* the command so far */
 	uint64_t append_left;
+	int append_nul;            /* the literal being streamed has a NUL */
 	int reject_no;             /* the pending parser error is a NO, not a BAD */
 	/* SEARCHRES saved result (RFC 5182) */
 	uint32_t *saved;
@@ -93,6 +94,7 @@ struct imap_session {
 	void (*cont)(struct imap_session *s);
 	void *cont_ctx;
 	int notify_pending;        /* a watcher fired: sync at the next chance */
+	char *sel_rename_to;       /* RENAME of the selected mailbox: its new name */
 	int stopping;              /* server shutdown: close after the current command */
 };
 

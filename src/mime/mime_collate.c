@@ -1,4 +1,5 @@
-/* i;unicode-casemap keys (RFC 5051) with GLib's Unicode tables. */
+/* i;unicode-casemap keys (RFC 5051) and the NFC test, with GLib's Unicode
+ * tables. */
 #include "mime/mime_collate.h"
 
 #include <glib.h>
@@ -26,4 +27,19 @@ char *mime_casemap_key(const char *utf8)
 	char *out = strdup(nfkd);
 	g_free(nfkd);
 	return out;
+}
+
+int mime_utf8_is_nfc(const char *utf8)
+{
+	const unsigned char *p = (const unsigned char *)utf8;
+	while (*p != '\0' && *p < 0x80)
+		p++;
+	if (*p == '\0')
+		return 1;
+	gchar *nfc = g_utf8_normalize(utf8, -1, G_NORMALIZE_NFC);
+	if (nfc == NULL)
+		return 0; /* not valid UTF-8 */
+	int same = strcmp(nfc, utf8) == 0;
+	g_free(nfc);
+	return same;
 }

@@ -13,4 +13,9 @@
  * with ASCII letters upper-cased. malloc'd; NULL when out of memory. */
 char *mime_casemap_key(const char *utf8);
 
+/* Whether a UTF-8 string is in Normalization Form C (Unicode UAX #15), as
+ * Net-Unicode (RFC 5198 2) wants: 1 yes (every ASCII string is), 0 no or
+ * not valid UTF-8. */
+int mime_utf8_is_nfc(const char *utf8);
+
 #endif

@@ -42,6 +42,15 @@ int store_open(const char *data_dir, store_t **store_r, const char **error_r);
  * CLI commands write synchronously. */
 int store_start_committer(store_t *store, const char **error_r);
 
+/* fsync = optimized (before store_start_committer): the committer commits
+ * batches of flag changes and expunges without syncing the WAL (SQLite's
+ * synchronous = NORMAL), like Dovecot's mail_fsync = optimized. They reach
+ * the disk with the next synced commit (any new mail) or checkpoint, or by
+ * the kernel's writeback; a power loss before that may undo them, never new
+ * mail or anything else (a delivery, APPEND, COPY, mailbox change). Off by
+ * default. */
+void store_set_fsync_optimized(store_t *store, int optimized);
+
 /* Stop the committer after it has finished every submitted delivery, then
  * free everything. NULL is allowed. */
 void store_close(store_t *store);

@@ -769,6 +769,7 @@ int store_open(const char *data_dir, store_t **store_r, const char **error_r)
 	pthread_mutex_init(&store->queue_lock, NULL);
 	pthread_cond_init(&store->queue_cond, NULL);
 	pthread_mutex_init(&store->watch_lock, NULL);
+	store->wal_fd = -1;
 	if (pthread_key_create(&store->conn_key, NULL) != 0) {
 		*error_r = "cannot create a thread key";
 		free(store);
@@ -830,6 +831,8 @@ void store_close(store_t *store)
 	pthread_mutex_destroy(&store->queue_lock);
 	pthread_cond_destroy(&store->queue_cond);
 	pthread_mutex_destroy(&store->watch_lock);
+	if (store->wal_fd >= 0)
+		close(store->wal_fd);
 	if (store->tmp_lock_fd >= 0)
 		close(store->tmp_lock_fd);
 	free(store->db_path);

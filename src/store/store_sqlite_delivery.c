@@ -929,8 +929,26 @@ static long us_since(const struct timespec *t0)
 	return (long)((t1.tv_sec - t0->tv_sec) * 1000000 + (t1.tv_nsec - t0->tv_nsec) / 1000);
 }
 
-/* *commit_us_r: how long COMMIT took (the WAL write and its sync). */
-static void db_commit(store_t *store, struct store_job *list, long *commit_us_r)
+/* PRAGMA synchronous for this connection's next transactions: NORMAL
+ * commits without syncing the WAL, FULL syncs it inside COMMIT, before any
+ * reader can see the transaction. */
+static int conn_set_sync(struct store_conn *conn, bool normal, const char **error_r)
+{
+	if (conn->sync_normal == normal)
+		return 0;
+	if (sqlite3_exec(conn->db, normal ? "PRAGMA synchronous = NORMAL" :
+			 "PRAGMA synchronous = FULL", NULL, NULL, NULL) != SQLITE_OK) {
+		*error_r = store_db_error(conn, "setting synchronous");
+		return -1;
+	}
+	conn->sync_normal = normal;
+	return 0;
+}
+
+/* *commit_us_r: how long COMMIT took (the WAL write and its sync). With
+ * unsynced, COMMIT does not sync (fsync = optimized). */
+static void db_commit(store_t *store, struct store_job *list, bool unsynced,
+		      long *commit_us_r)
 {
 	struct timespec t0;
 	struct store_conn *conn;
@@ -943,7 +961,9 @@ static void db_commit(store_t *store, struct store_job *list, long *commit_us_r)
 	if (!any)
 		return;
 	conn = store_conn_get(store, &error);
-	ret = conn == NULL ? -1 : exec_retry_busy(conn, STMT_BEGIN_IMMEDIATE, &error);
+	ret = conn == NULL ? -1 : conn_set_sync(conn, unsynced, &error);
+	if (ret == 0)
+		ret = exec_retry_busy(conn, STMT_BEGIN_IMMEDIATE, &error);
 	for (struct store_job *job = list; ret == 0 && job != NULL; job = job->next) {
 		if (!job_ok(job))
 			continue;
@@ -1057,17 +1077,108 @@ static int64_t *touched_collect(struct store_job *list, size_t *n_r)
 	return ids;
 }
 
+/* fdatasync of the WAL through a descriptor of our own (Linux syncs the
+ * inode, whichever descriptor asks), opened on first use and again should
+ * the file ever be replaced. */
+static int wal_sync(store_t *store)
+{
+	char path[4096];
+	struct stat st_fd, st_path;
+
+	snprintf(path, sizeof(path), "%s-wal", store->db_path);
+	if (store->wal_fd >= 0 &&
+	    (stat(path, &st_path) < 0 || fstat(store->wal_fd, &st_fd) < 0 ||
+	     st_fd.st_ino != st_path.st_ino || st_fd.st_dev != st_path.st_dev)) {
+		close(store->wal_fd);
+		store->wal_fd = -1;
+	}
+	if (store->wal_fd < 0 &&
+	    (store->wal_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	return fdatasync(store->wal_fd);
+}
+
+/* fsync = optimized: a batch of flag changes and expunges only. */
+static bool batch_light(struct store_job *list)
+{
+	for (struct store_job *job = list; job != NULL; job = job->next) {
+		if (job->kind != STORE_JOB_OP || !store_op_is_light((struct store_op *)job))
+			return false;
+	}
+	return list != NULL;
+}
+
+static void commit_batch(store_t *store, struct store_job *list, bool unsynced);
+
+/* The committer's batch: with fsync = optimized, its flag changes and
+ * expunges first, committed unsynced in a transaction of their own (jobs
+ * of different sessions: their order does not matter, and a session has one
+ * command at a time in the store), then the rest as always. */
+static void committer_batch(store_t *store, struct store_job *list)
+{
+	struct store_job *light = NULL, **light_tail = &light, *rest = NULL,
+			 **rest_tail = &rest, *next;
+	bool frees = false;
+
+	if (!store->fsync_optimized || batch_light(list)) {
+		if (store->fsync_optimized) {
+			light = list;
+		} else {
+			store_commit_batch(store, list);
+			return;
+		}
+	} else {
+		for (struct store_job *job = list; job != NULL; job = next) {
+			next = job->next;
+			job->next = NULL;
+			if (job->kind == STORE_JOB_OP && store_op_is_light((struct store_op *)job)) {
+				*light_tail = job;
+				light_tail = &job->next;
+			} else {
+				*rest_tail = job;
+				rest_tail = &job->next;
+			}
+		}
+	}
+	if (light != NULL) {
+		commit_batch(store, light, true);
+		/* Content files are unlinked only once the expunge that freed
+		 * them is durable: a crash must never leave a message whose
+		 * file is gone. */
+		for (struct store_job *job = light; job != NULL; job = job->next)
+			frees = frees || (job_ok(job) && store_op_frees_files((struct store_op *)job));
+		if (frees && wal_sync(store) < 0) {
+			log_error("store", 0, "event=sync-failed error=\"%s\"", strerror(errno));
+			for (struct store_job *job = light; job != NULL; job = job->next)
+				store_op_keep_files((struct store_op *)job);
+		}
+		store_finish_batch(store, light);
+	}
+	if (rest != NULL)
+		store_commit_batch(store, rest);
+}
+
 void store_commit_batch(store_t *store, struct store_job *list)
+{
+	commit_batch(store, list, false);
+	store_finish_batch(store, list);
+}
+
+void store_set_fsync_optimized(store_t *store, int optimized)
+{
+	store->fsync_optimized = optimized != 0;
+}
+
+/* Steps 1-3: files, then the transaction. */
+static void commit_batch(store_t *store, struct store_job *list, bool unsynced)
 {
 	struct store_delivery *d;
 	struct store_delivery_group *g;
-	struct store_job *job, *next;
+	struct store_job *job;
 	bool dirs[256] = { false }, root_touched = false;
 	unsigned n = 0, failed = 0, ops = 0;
 	struct timespec start;
 	long commit_us = 0, files_us;
-	int64_t *touched;
-	size_t n_touched;
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (job = list; job != NULL; job = job->next) {
@@ -1090,7 +1201,7 @@ void store_commit_batch(store_t *store, struct store_job *list)
 	}
 	sync_dirs(store, list, dirs, root_touched);
 	files_us = us_since(&start);
-	db_commit(store, list, &commit_us);
+	db_commit(store, list, unsynced, &commit_us);
 
 	/* The batch size shows how well group commit is working. */
 	for (job = list; job != NULL; job = job->next) {
@@ -1099,7 +1210,15 @@ void store_commit_batch(store_t *store, struct store_job *list)
 		failed += !job_ok(job);
 	}
 	log_debug("store", 0, "event=commit jobs=%u ops=%u failed=%u us=%ld files_us=%ld"
-		  " commit_us=%ld", n, ops, failed, us_since(&start), files_us, commit_us);
+		  " commit_us=%ld synced=%d", n, ops, failed, us_since(&start), files_us,
+		  commit_us, !unsynced);
+}
+
+void store_finish_batch(store_t *store, struct store_job *list)
+{
+	struct store_job *job, *next;
+	int64_t *touched;
+	size_t n_touched;
 
 	touched = touched_collect(list, &n_touched);
 	for (job = list; job != NULL; job = next) {
@@ -1135,7 +1254,7 @@ static void *committer_main(void *arg)
 		batch = store->queue_head;
 		store->queue_head = store->queue_tail = NULL;
 		pthread_mutex_unlock(&store->queue_lock);
-		store_commit_batch(store, batch);
+		committer_batch(store, batch);
 		pthread_mutex_lock(&store->queue_lock);
 	}
 	/* Cleared here, under the lock, with the queue empty: a commit racing

@@ -1240,6 +1240,25 @@ int store_op_run(struct store_conn *conn, struct store_op *op, const char **erro
 	return stmt_exec(conn, STMT_RELEASE, error_r) == SQLITE_OK ? 0 : -1;
 }
 
+bool store_op_is_light(const struct store_op *op)
+{
+	for (const struct op_step *s = op->steps; s != NULL; s = s->next) {
+		if (s->kind != STEP_FLAGS && s->kind != STEP_EXPUNGE)
+			return false;
+	}
+	return op->steps != NULL;
+}
+
+bool store_op_frees_files(const struct store_op *op)
+{
+	return op->freed.count > 0;
+}
+
+void store_op_keep_files(struct store_op *op)
+{
+	store_path_list_finish(op->store, &op->freed, false);
+}
+
 bool store_op_ok(const struct store_op *op)
 {
 	return op->status == 0;

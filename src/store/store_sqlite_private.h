@@ -124,6 +124,7 @@ struct store_conn {
 	/* store_read_begin nesting; read_own: it opened the transaction */
 	unsigned read_depth;
 	bool read_own;
+	bool sync_normal;               /* PRAGMA synchronous = NORMAL in force */
 	struct store_conn *next;        /* store->conns */
 };
 
@@ -144,6 +145,8 @@ struct store {
 	struct store_job *queue_head, *queue_tail;
 	bool committer_running, committer_stop, committer_joinable;
 	pthread_t committer;
+	bool fsync_optimized;           /* store_set_fsync_optimized */
+	int wal_fd;                     /* DB-wal, for syncs outside COMMIT */
 
 	/* Watchers by mailbox id (hash buckets). watch_lock is held while
 	 * callbacks run, which is what lets store_unwatch promise that its
@@ -202,6 +205,8 @@ char *store_keywords_merge(const char *base, const char *add, const char *del);
  * listed jobs durable, call their callbacks, free them, then tell the
  * watchers of every mailbox that changed. */
 void store_commit_batch(store_t *store, struct store_job *list);
+/* Its second half: callbacks, frees, watchers. */
+void store_finish_batch(store_t *store, struct store_job *list);
 /* Queue a job for the committer; false when no committer runs (the caller
  * then commits it synchronously). */
 bool store_job_enqueue(store_t *store, struct store_job *job);
@@ -217,6 +222,12 @@ int store_op_run(struct store_conn *conn, struct store_op *op, const char **erro
 bool store_op_ok(const struct store_op *op);
 void store_op_fail(struct store_op *op, const char *error);
 void store_op_finish(struct store_op *op);
+/* Only flag changes and expunges: what fsync = optimized commits unsynced. */
+bool store_op_is_light(const struct store_op *op);
+/* It freed content files (to unlink once the commit is durable). */
+bool store_op_frees_files(const struct store_op *op);
+/* Keep the files it freed instead of unlinking them (orphans, harmless). */
+void store_op_keep_files(struct store_op *op);
 
 /* Call the watchers of the given mailboxes (sorted, unique). */
 void store_notify(store_t *store, const int64_t *mailbox_ids, size_t n);

@@ -227,9 +227,10 @@ def test_fetch_modseq_and_store(client):
     f = fetches(untagged)[2]
     new = int(f["MODSEQ"].strip("()"))
     assert new > hms and f["FLAGS"] == "(\\Seen)" and f["UID"] == "2"
-    # RFC 7162 3.1.11: setting a flag that is already set is no change
+    # RFC 7162 3.1.11: setting a flag that is already set is no change;
+    # the flags still come back (RFC 9051 6.4.6), with the same MODSEQ
     untagged, _ = client.ok(b"STORE 2 +FLAGS (\\Seen)")
-    assert fetches(untagged) == {}
+    assert fetches(untagged) == {2: {"UID": "2", "FLAGS": "(\\Seen)", "MODSEQ": "(%d)" % new}}
     untagged, _ = client.ok(b"FETCH 2 (MODSEQ)")
     assert modseq_of(untagged, 2) == new
     # .SILENT still reports the new MODSEQ once CONDSTORE is on (3.1.3)
@@ -716,6 +717,10 @@ def list_setup(client):
     and Fruit/Apple and the missing Fruit/Peach are subscribed."""
     for name in (b"a/b/c", b"Fruit", b"Fruit/Apple"):
         client.ok(b"CREATE " + name)
+    # CREATE made the superiors a and a/b (RFC 9051 6.3.4); DELETE leaves
+    # the inferior a/b/c (6.3.5)
+    for name in (b"a/b", b"a"):
+        client.ok(b"DELETE " + name)
     for name in (b"a/b", b"Fruit/Apple", b"Fruit/Peach"):
         client.ok(b"SUBSCRIBE " + name)
 
@@ -948,6 +953,7 @@ def test_imap4rev2(server, client):
     client.ok(b"CREATE Kids")
     client.ok(b"CREATE Kids/one")
     client.ok(b"CREATE Nest/one")
+    client.ok(b"DELETE Nest")  # created with Nest/one (RFC 9051 6.3.4)
     # RFC 9051 6.3.1: ENABLE IMAP4rev2 switches the session
     untagged, _ = client.ok(b"ENABLE IMAP4rev2")
     assert untagged == [b"* ENABLED IMAP4rev2\r\n"]

@@ -674,6 +674,25 @@ static void test_validate_tls_files(void **state)
 	}
 }
 
+static void test_auth_keys(void **state)
+{
+	(void)state;
+	struct config *c = load_ok("[server]\nhostname = a\n");
+	assert_int_equal(c->auth_cache_ttl, 0); /* off by default */
+	assert_int_equal(c->auth_cache_size, 10000);
+	c = load_ok("[auth]\ncache_ttl = 300\ncache_size = 5\n");
+	assert_int_equal(c->auth_cache_ttl, 300);
+	assert_int_equal(c->auth_cache_size, 5);
+	c = load_ok("[auth]\ncache_ttl = 0\ncache_size = 1000000\n");
+	assert_int_equal(c->auth_cache_ttl, 0);
+	assert_int_equal(c->auth_cache_size, 1000000);
+	load_err("[auth]\ncache_ttl = 86401\n", "%s:2:", "[auth] cache_ttl", NULL);
+	load_err("[auth]\n\ncache_ttl = -5\n", "%s:3:", "cache_ttl", NULL);
+	load_err("[auth]\ncache_size = 0\n", "%s:2:", "[auth] cache_size", NULL);
+	load_err("[auth]\ncache_size = 2000000\n", "%s:2:", "cache_size", NULL);
+	load_err("[auth]\ncache = yes\n", "%s:2:", "cache", "unknown key", NULL);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -692,6 +711,7 @@ int main(void)
 		T(test_size_suffixes),
 		T(test_imap_keys),
 		T(test_pop3_read_ahead_keys),
+		T(test_auth_keys),
 		T(test_listen),
 		T(test_listen_bad),
 		T(test_listen_port_no_suffix),

@@ -461,8 +461,21 @@ static void test_fetch_sections(void **state)
 	      "ERR a Unbalanced brackets in section|DONE b NOOP");
 	CHECK("a FETCH 1 BODY[HEADER.FIELDS (\"A\\x\")]\r\nb NOOP\r\n", NULL,
 	      "ERR a Invalid escape in quoted string|DONE b NOOP");
-	CHECK("a FETCH 1 BODY[HEADER.FIELDS ({1}\r\nb NOOP\r\n", NULL,
+	/* a header-fld-name is an astring (RFC 9051 9): a literal too; it
+	 * joins the atom as a quoted string */
+	CHECK("a FETCH 1 (BODY.PEEK[HEADER.FIELDS ({7}\r\nSubject {3+}\r\na\"b)] UID)\r\n", NULL,
+	      "LIT 7 sync FETCH 1|LIT 3 nonsync FETCH 1|"
+	      "DONE a FETCH A:1 (A:BODY.PEEK[HEADER.FIELDS (\"Subject\" \"a\\\"b\")] A:UID)");
+	CHECK("a FETCH 1 BODY[HEADER.FIELDS ({2}\r\na\n)]\r\nb NOOP\r\n", NULL,
+	      "LIT 2 sync FETCH 1|ERR a Invalid header field name|DONE b NOOP");
+	/* only where a name may start */
+	CHECK("a FETCH 1 BODY[HEADER{3+}\r\nabc]\r\nb NOOP\r\n", NULL,
 	      "ERR a Invalid character in atom|DONE b NOOP");
+	CHECK("a FETCH 1 BODY[HEADER.FIELDS (a{3+}\r\nabc)]\r\nb NOOP\r\n", NULL,
+	      "ERR a Invalid character in atom|DONE b NOOP");
+	/* the literal's octet comes, then the section must still close */
+	CHECK("a FETCH 1 BODY[HEADER.FIELDS ({1}\r\nb NOOP\r\nc NOOP\r\n", NULL,
+	      "LIT 1 sync FETCH 1|ERR a Unterminated [ in atom|DONE c NOOP");
 }
 
 /* ------------------------------------------------------------ lists, limits */
