@@ -1330,15 +1330,18 @@ int store_user_set_password(store_t *store, const char *address,
 	return 0;
 }
 
-int store_user_password_hash(store_t *store, const char *address, int64_t *user_id_r,
-			     char **hash_r, const char **error_r)
+/* A user by address: its id and, when hash_r is not NULL, its password
+ * hash. 1 found, 0 no such user, -1 error. */
+static int user_lookup(store_t *store, const char *address, int64_t *user_id_r,
+		       char **hash_r, const char **error_r)
 {
 	struct store_conn *conn;
 	struct address addr;
 	int64_t user_id;
 	int ret;
 
-	*hash_r = NULL;
+	if (hash_r != NULL)
+		*hash_r = NULL;
 	/* An address that cannot exist is a user that does not exist. */
 	if (address_parse(address, &addr, error_r) < 0)
 		return 0;
@@ -1350,22 +1353,16 @@ int store_user_password_hash(store_t *store, const char *address, int64_t *user_
 	return ret;
 }
 
+int store_user_password_hash(store_t *store, const char *address, int64_t *user_id_r,
+			     char **hash_r, const char **error_r)
+{
+	return user_lookup(store, address, user_id_r, hash_r, error_r);
+}
+
 int store_user_lookup(store_t *store, const char *address, int64_t *user_id_r,
 		      const char **error_r)
 {
-	struct store_conn *conn;
-	struct address addr;
-	int64_t user_id;
-	int ret;
-
-	if (address_parse(address, &addr, error_r) < 0)
-		return 0;
-	if ((conn = store_conn_get(store, error_r)) == NULL)
-		return -1;
-	ret = user_find(conn, &addr, &user_id, NULL, error_r);
-	if (ret == 1 && user_id_r != NULL)
-		*user_id_r = user_id;
-	return ret;
+	return user_lookup(store, address, user_id_r, NULL, error_r);
 }
 
 /* Set (or with NULL clear) one of the users' nullable secret columns. */
