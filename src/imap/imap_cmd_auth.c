@@ -42,8 +42,9 @@ static void login_ok(struct imap_session *s, int64_t user_id, const char *addres
 	imap_printf(s, "] Logged in\r\n");
 }
 
-static void login_result(struct imap_session *s, void *arg)
+static void login_result(void *session, void *arg)
 {
+	struct imap_session *s = session;
 	struct login_job *job = arg;
 	if (s == NULL) {
 		free(job);
@@ -65,10 +66,9 @@ static void login_result(struct imap_session *s, void *arg)
 
 static void auth_done(void *ctx, const struct auth_result *res)
 {
-	struct imap_handle *h = ctx;
 	struct login_job *job = malloc(sizeof(*job));
 	job->res = *res;
-	imap_post(h, login_result, job);
+	net_handle_post(ctx, login_result, job);
 }
 
 static int plaintext_ok(struct imap_session *s)
@@ -80,7 +80,7 @@ static void start_check(struct imap_session *s, struct imap_cmd *cmd, const char
 			const char *pass)
 {
 	imap_cmd_async(s, cmd);
-	auth_verify(s->srv->auth, user, pass, auth_done, imap_handle_ref(s));
+	auth_verify(s->srv->auth, user, pass, auth_done, net_handle_ref(s->handle));
 }
 
 void imap_cmd_login(struct imap_session *s, struct imap_cmd *cmd)

@@ -74,7 +74,7 @@ struct fetch_state {
 	/* outcome */
 	int failed, unknown_cte, missing;
 	/* \Seen operation result (filled on the committer thread) */
-	struct imap_handle *handle;
+	net_handle_t *handle;
 	int op_status;
 	struct store_msg *changed;
 	char **changed_kw;
@@ -529,8 +529,9 @@ static int cmp_msg_uid(const void *key, const void *elem)
 	return u < m->uid ? -1 : u > m->uid;
 }
 
-static void seen_done(struct imap_session *s, void *arg)
+static void seen_done(void *session, void *arg)
 {
+	struct imap_session *s = session;
 	struct fetch_state *st = arg;
 	if (s == NULL) {
 		state_free(st); /* the session closed meanwhile */
@@ -581,7 +582,7 @@ static void seen_cb(void *ctx, const struct store_op_result *res)
 			st->n_changed = res->n_changed;
 		}
 	}
-	imap_post(st->handle, seen_done, st);
+	net_handle_post(st->handle, seen_done, st);
 }
 
 /* --------------------------------------------------------------- command */
@@ -903,7 +904,7 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *cmd)
 			free(unseen);
 			imap_cmd_async(s, cmd);
 			st->async = 1;
-			st->handle = imap_handle_ref(s);
+			st->handle = net_handle_ref(s->handle);
 			store_op_commit(op, seen_cb, st);
 			return;
 		}

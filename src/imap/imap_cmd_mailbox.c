@@ -397,8 +397,9 @@ void imap_cmd_examine(struct imap_session *s, struct imap_cmd *cmd)
 
 /* ------------------------------------------------- CREATE/DELETE/RENAME/SUB */
 
-static void op_done(struct imap_session *s, void *arg)
+static void op_done(void *session, void *arg)
 {
+	struct imap_session *s = session;
 	struct store_op_result *res = arg; /* a copy: code and status only */
 	if (s != NULL) {
 		if (res->status == 0 && s->sel_rename_to != NULL && s->sel != NULL)
@@ -427,7 +428,7 @@ static void op_cb(void *ctx, const struct store_op_result *res)
 	struct store_op_result *copy = calloc(1, sizeof(*copy));
 	copy->status = res->status;
 	copy->code = res->code;
-	imap_post(ctx, op_done, copy);
+	net_handle_post(ctx, op_done, copy);
 }
 
 /* A name a mailbox may get: UTF-8 (RFC 6855 3, RFC 9051 5.1) without
@@ -492,7 +493,7 @@ void imap_cmd_create(struct imap_session *s, struct imap_cmd *cmd)
 	add_superiors(s, op, name);
 	store_op_mailbox_create(op, s->user_id, name, STORE_SPECIAL_NONE);
 	imap_cmd_async(s, cmd);
-	store_op_commit(op, op_cb, imap_handle_ref(s));
+	store_op_commit(op, op_cb, net_handle_ref(s->handle));
 }
 
 void imap_cmd_delete(struct imap_session *s, struct imap_cmd *cmd)
@@ -512,7 +513,7 @@ void imap_cmd_delete(struct imap_session *s, struct imap_cmd *cmd)
 	store_op_t *op = store_op_new(s->srv->store);
 	store_op_mailbox_delete(op, s->user_id, name);
 	imap_cmd_async(s, cmd);
-	store_op_commit(op, op_cb, imap_handle_ref(s));
+	store_op_commit(op, op_cb, net_handle_ref(s->handle));
 }
 
 void imap_cmd_rename(struct imap_session *s, struct imap_cmd *cmd)
@@ -547,7 +548,7 @@ void imap_cmd_rename(struct imap_session *s, struct imap_cmd *cmd)
 	add_superiors(s, op, to);
 	store_op_mailbox_rename(op, s->user_id, from, to);
 	imap_cmd_async(s, cmd);
-	store_op_commit(op, op_cb, imap_handle_ref(s));
+	store_op_commit(op, op_cb, net_handle_ref(s->handle));
 }
 
 static void subscribe_common(struct imap_session *s, struct imap_cmd *cmd, int on)
@@ -562,7 +563,7 @@ static void subscribe_common(struct imap_session *s, struct imap_cmd *cmd, int o
 	store_op_t *op = store_op_new(s->srv->store);
 	store_op_subscribe(op, s->user_id, name, on);
 	imap_cmd_async(s, cmd);
-	store_op_commit(op, op_cb, imap_handle_ref(s));
+	store_op_commit(op, op_cb, net_handle_ref(s->handle));
 }
 
 void imap_cmd_subscribe(struct imap_session *s, struct imap_cmd *cmd)

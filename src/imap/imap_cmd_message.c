@@ -66,8 +66,9 @@ static uint32_t *dup_u32(const uint32_t *a, size_t n)
 	return r;
 }
 
-static void op_finish(struct imap_session *s, void *arg)
+static void op_finish(void *session, void *arg)
 {
+	struct imap_session *s = session;
 	struct op_copy *oc = arg;
 	if (s != NULL) {
 		/* flag changes are reported by the command itself: the sync
@@ -90,7 +91,7 @@ static void op_finish(struct imap_session *s, void *arg)
 }
 
 struct op_ctx {
-	struct imap_handle *h;
+	net_handle_t *h;
 	void (*finish)(struct imap_session *s, struct op_copy *oc);
 	uint32_t flags_silent;
 	int own_view;
@@ -128,7 +129,7 @@ static void op_result(void *ctx, const struct store_op_result *res)
 	oc->own_view = c->own_view;
 	oc->req = c->req;
 	oc->n_req = c->n_req;
-	imap_post(c->h, op_finish, oc);
+	net_handle_post(c->h, op_finish, oc);
 	free(c);
 }
 
@@ -140,7 +141,7 @@ static void submit(struct imap_session *s, struct imap_cmd *cmd, store_op_t *op,
 		   int own_view, uint32_t *req, size_t n_req)
 {
 	struct op_ctx *c = malloc(sizeof(*c));
-	c->h = imap_handle_ref(s);
+	c->h = net_handle_ref(s->handle);
 	c->finish = finish;
 	c->flags_silent = silent;
 	c->own_view = own_view;
@@ -422,7 +423,7 @@ void imap_append_literal_done(struct imap_session *s)
 }
 
 struct append_reply {
-	struct imap_handle *h;
+	net_handle_t *h;
 	char tag[128];
 	char mailbox[STORE_MAILBOX_NAME_MAX + 1];
 	int64_t mailbox_id;
@@ -432,8 +433,9 @@ struct append_reply {
 	size_t n;
 };
 
-static void append_finish(struct imap_session *s, void *arg)
+static void append_finish(void *session, void *arg)
 {
+	struct imap_session *s = session;
 	struct append_reply *r = arg;
 	if (s != NULL) {
 		char *set = r->status == 0 ? imap_seqset_format(r->uids, r->n) : NULL;
@@ -476,7 +478,7 @@ static void append_cb(void *ctx, const struct store_delivery_result *res)
 	if (res->status != 0)
 		log_warn("imap", 0, "event=append-failed error=\"%s\"", res->error);
 	/* the uids come ascending: one mailbox, one savepoint */
-	imap_post(r->h, append_finish, r);
+	net_handle_post(r->h, append_finish, r);
 }
 
 void imap_cmd_append(struct imap_session *s, struct imap_cmd *cmd)
@@ -502,7 +504,7 @@ void imap_cmd_append(struct imap_session *s, struct imap_cmd *cmd)
 		free(st);
 		return;
 	}
-	r->h = imap_handle_ref(s);
+	r->h = net_handle_ref(s->handle);
 	snprintf(r->tag, sizeof(r->tag), "%s", cmd->tag);
 	snprintf(r->mailbox, sizeof(r->mailbox), "%s", st->mailbox);
 	r->mailbox_id = st->mailbox_id;

@@ -730,6 +730,24 @@ static int64_t sent_day(struct eval_ctx *ec)
 	return imap_day_of(ec->m->internaldate);
 }
 
+static int eval(struct eval_ctx *ec, const struct skey *k);
+
+/* AND (decisive 0) or OR (decisive 1) of k's children: a child that is
+ * decisive settles it; otherwise it is undecided if a child is, else the
+ * other value. */
+static int eval_kids(struct eval_ctx *ec, const struct skey *k, int decisive)
+{
+	int r = !decisive;
+	for (size_t i = 0; i < k->n_kids; i++) {
+		int v = eval(ec, &k->kids[i]);
+		if (v == decisive)
+			return decisive;
+		if (v < 0)
+			r = -1;
+	}
+	return r;
+}
+
 /* 1 match, 0 no match, -1 undecided (needs data the first pass lacks). */
 static int eval(struct eval_ctx *ec, const struct skey *k)
 {
@@ -742,28 +760,10 @@ static int eval(struct eval_ctx *ec, const struct skey *k)
 	switch (k->kind) {
 	case SK_ALL:
 		return 1;
-	case SK_AND: {
-		int r = 1;
-		for (size_t i = 0; i < k->n_kids; i++) {
-			int v = eval(ec, &k->kids[i]);
-			if (v == 0)
-				return 0;
-			if (v < 0)
-				r = -1;
-		}
-		return r;
-	}
-	case SK_OR: {
-		int r = 0;
-		for (size_t i = 0; i < k->n_kids; i++) {
-			int v = eval(ec, &k->kids[i]);
-			if (v == 1)
-				return 1;
-			if (v < 0)
-				r = -1;
-		}
-		return r;
-	}
+	case SK_AND:
+		return eval_kids(ec, k, 0);
+	case SK_OR:
+		return eval_kids(ec, k, 1);
 	case SK_NOT: {
 		int v = eval(ec, &k->kids[0]);
 		return v < 0 ? -1 : !v;

@@ -123,12 +123,26 @@ static char *mailbox_key(const char *list, int *oom)
 	return k;
 }
 
-/* The search part shared by SORT and THREAD: parse args[0..n) and run it.
- * 0 with the hits, or -1 after replying. */
-static int run_search(struct imap_session *s, struct imap_cmd *cmd, const struct imap_arg *args,
-		      size_t n, struct imap_search_hit **hits_r, size_t *n_r,
+/* The part shared by SORT and THREAD after their first argument: check the
+ * charset (args[1]), parse the search keys after it and run them. 0 with
+ * the hits, or -1 after replying. */
+static int run_search(struct imap_session *s, struct imap_cmd *cmd,
+		      struct imap_search_hit **hits_r, size_t *n_r,
 		      struct imap_search_info *info_r)
 {
+	const struct imap_arg *args = cmd->args;
+	size_t n = cmd->n_args;
+	int cs = n >= 2 ? check_charset(&args[1]) : -1;
+	if (cs < 0) {
+		imap_tagged(s, cmd->tag, "BAD", "Missing charset");
+		return -1;
+	}
+	if (cs == 0) {
+		imap_tagged(s, cmd->tag, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+		return -1;
+	}
+	args += 2;
+	n -= 2;
 	struct imap_search *prog;
 	const char *error;
 	if (n == 0) {
@@ -289,19 +303,10 @@ void imap_cmd_sort(struct imap_session *s, struct imap_cmd *cmd)
 			    cmd->uid ? "UID " : "");
 		return;
 	}
-	int cs = n >= 2 ? check_charset(&args[1]) : -1;
-	if (cs < 0) {
-		imap_tagged(s, cmd->tag, "BAD", "Missing charset");
-		return;
-	}
-	if (cs == 0) {
-		imap_tagged(s, cmd->tag, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
-		return;
-	}
 	struct imap_search_hit *hits;
 	size_t n_hits;
 	struct imap_search_info info;
-	if (run_search(s, cmd, args + 2, n - 2, &hits, &n_hits, &info) < 0)
+	if (run_search(s, cmd, &hits, &n_hits, &info) < 0)
 		return;
 	uint64_t modseq = 0;
 	for (size_t i = 0; i < n_hits; i++)
@@ -349,19 +354,10 @@ void imap_cmd_thread(struct imap_session *s, struct imap_cmd *cmd)
 			    cmd->uid ? "UID " : "");
 		return;
 	}
-	int cs = n >= 2 ? check_charset(&args[1]) : -1;
-	if (cs < 0) {
-		imap_tagged(s, cmd->tag, "BAD", "Missing charset");
-		return;
-	}
-	if (cs == 0) {
-		imap_tagged(s, cmd->tag, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
-		return;
-	}
 	struct imap_search_hit *hits;
 	size_t n_hits;
 	struct imap_search_info info;
-	if (run_search(s, cmd, args + 2, n - 2, &hits, &n_hits, &info) < 0)
+	if (run_search(s, cmd, &hits, &n_hits, &info) < 0)
 		return;
 	size_t cnt = n_hits ? n_hits : 1;
 	struct imap_thread_msg *msgs = calloc(cnt, sizeof(*msgs));

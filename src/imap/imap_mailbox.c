@@ -5,7 +5,6 @@
 #include "core/log.h"
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,14 +76,9 @@ static int push_uid(uint32_t **arr, size_t *n, size_t *cap, uint32_t uid)
 	return 0;
 }
 
-static void handle_unref(struct imap_handle *h)
+static void notified(void *session, void *arg)
 {
-	if (atomic_fetch_sub_explicit((_Atomic int *)&h->refs, 1, memory_order_acq_rel) == 1)
-		free(h);
-}
-
-static void notified(struct imap_session *s, void *arg)
-{
+	struct imap_session *s = session;
 	(void)arg;
 	if (s == NULL || s->sel == NULL)
 		return;
@@ -96,9 +90,7 @@ static void notified(struct imap_session *s, void *arg)
 /* Committer thread: hand over to the session's worker. */
 static void watch_cb(void *ctx)
 {
-	struct imap_handle *h = ctx;
-	atomic_fetch_add_explicit((_Atomic int *)&h->refs, 1, memory_order_relaxed);
-	imap_post(h, notified, NULL);
+	net_handle_post(net_handle_ref(ctx), notified, NULL);
 }
 
 struct load_ctx {
@@ -139,7 +131,7 @@ int imap_mailbox_open(struct imap_session *s, const char *name, int readonly,
 	/* Watch before loading: a change committed in between is then seen
 	 * twice at worst, never missed. */
 	mb->watch = store_watch(s->srv->store, mb->id, watch_cb, s->handle);
-	atomic_fetch_add_explicit((_Atomic int *)&s->handle->refs, 1, memory_order_relaxed);
+	mb->watch_ref = net_handle_ref(s->handle);
 	struct load_ctx lc = { .mb = mb };
 	if (store_msg_scan_flags(s->srv->store, mb->id, load_cb, &lc, &err) < 0 || lc.failed) {
 		log_error("imap", s->id, "event=store-error error=\"%s\"", lc.failed ? "oom" : err);
@@ -174,7 +166,7 @@ void imap_mailbox_close(struct imap_session *s)
 		return;
 	if (mb->watch != NULL) {
 		store_unwatch(mb->watch);
-		handle_unref(s->handle);
+		net_handle_unref(&mb->watch_ref);
 	}
 	free(mb->uids);
 	free(mb->pending_expunge);

@@ -8,7 +8,6 @@
 #include "core/log.h"
 
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -402,45 +401,7 @@ int imap_seqset_uids(struct imap_session *s, const char *str, int uid, uint32_t 
 	return 0;
 }
 
-/* ------------------------------------------------------ handles and async */
-
-struct imap_handle *imap_handle_ref(struct imap_session *s)
-{
-	atomic_fetch_add_explicit((_Atomic int *)&s->handle->refs, 1, memory_order_relaxed);
-	return s->handle;
-}
-
-static void handle_unref(struct imap_handle *h)
-{
-	if (atomic_fetch_sub_explicit((_Atomic int *)&h->refs, 1, memory_order_acq_rel) == 1)
-		free(h);
-}
-
-struct post_job {
-	struct imap_handle *h;
-	void (*fn)(struct imap_session *, void *);
-	void *arg;
-};
-
-static void post_run(void *arg)
-{
-	struct post_job *job = arg;
-	/* NULL session: it closed meanwhile; fn still runs to free its arg */
-	job->fn(job->h->s, job->arg);
-	handle_unref(job->h);
-	free(job);
-}
-
-void imap_post(struct imap_handle *h, void (*fn)(struct imap_session *, void *), void *arg)
-{
-	struct post_job *job = malloc(sizeof(*job));
-	if (job == NULL)
-		abort();
-	job->h = h; /* the reference taken by the caller passes to the job */
-	job->fn = fn;
-	job->arg = arg;
-	net_worker_post(h->worker, post_run, job);
-}
+/* ------------------------------------------------------------------ async */
 
 void imap_cmd_async(struct imap_session *s, struct imap_cmd *cmd)
 {
@@ -720,10 +681,11 @@ static void *imap_open(net_conn_t *conn, void *proto_ctx)
 	s->srv = srv;
 	s->id = net_conn_id(conn);
 	s->state = IMAP_NOTAUTH;
-	s->handle = calloc(1, sizeof(*s->handle));
-	s->handle->s = s;
-	s->handle->refs = 1;
-	s->handle->worker = s->worker;
+	s->handle = net_handle_new(s->worker, s);
+	if (s->handle == NULL) {
+		free(s);
+		return NULL;
+	}
 	struct imap_parser_limits lim = { PREAUTH_LINE, PREAUTH_LITERAL, 2 * PREAUTH_LITERAL,
 					  MAX_DEPTH, 16 };
 	s->parser = imap_parser_new(&lim);
@@ -764,8 +726,7 @@ static void imap_closed(void *arg)
 	sasl_free(s->scram);
 	free(s->saved);
 	free(s->sel_rename_to);
-	s->handle->s = NULL;
-	handle_unref(s->handle);
+	net_handle_detach(&s->handle);
 	free(s);
 }
 

@@ -33,15 +33,7 @@ struct imap_mailbox {
 	size_t n_pending, cap_pending;
 	uint64_t pending_min_modseq; /* lowest expunge modseq among them */
 	store_watch_t *watch;
-};
-
-/* Shared between the session and callbacks from other threads (store
- * watchers, auth pool, committer): the session may be gone by the time a
- * posted callback runs. Freed when both sides let go. */
-struct imap_handle {
-	struct imap_session *s;   /* NULL once the session is gone (worker thread only) */
-	int refs;                 /* atomic */
-	net_worker_t *worker;
+	net_handle_t *watch_ref;   /* the watcher's reference to the session's handle */
 };
 
 struct append_state;
@@ -58,7 +50,7 @@ struct imap_session {
 	net_conn_t *conn;
 	net_worker_t *worker;
 	struct imap_server *srv;
-	struct imap_handle *handle;
+	net_handle_t *handle;      /* for callbacks from other threads (net_handle_post) */
 	uint64_t id;
 	enum imap_state state;
 	imap_parser_t *parser;
@@ -155,10 +147,6 @@ uint32_t imap_seq_of_uid(const struct imap_mailbox *mb, uint32_t uid);
  * returning and imap_cmd_done when the reply has been written. */
 void imap_cmd_async(struct imap_session *s, struct imap_cmd *cmd);
 void imap_cmd_done(struct imap_session *s);
-/* Take a reference for a callback from another thread; the callback runs
- * fn(session) on the worker unless the session is gone. */
-void imap_post(struct imap_handle *h, void (*fn)(struct imap_session *s, void *arg), void *arg);
-struct imap_handle *imap_handle_ref(struct imap_session *s);
 
 /* ---- mailbox view ---- */
 /* Select: load the view, watch for changes. 1 ok, 0 no such mailbox, -1 error.

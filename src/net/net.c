@@ -175,6 +175,70 @@ void net_worker_post(net_worker_t *w, void (*fn)(void *), void *arg)
 	event_active(w->notify, EV_READ, 0);
 }
 
+/* --------------------------------------------------------- session handles */
+
+struct net_handle {
+	void *session;       /* NULL once the session is gone (worker thread only) */
+	atomic_int refs;
+	net_worker_t *worker;
+};
+
+net_handle_t *net_handle_new(net_worker_t *w, void *session)
+{
+	net_handle_t *h = malloc(sizeof(*h));
+	if (h == NULL)
+		return NULL;
+	h->session = session;
+	atomic_init(&h->refs, 1);
+	h->worker = w;
+	return h;
+}
+
+net_handle_t *net_handle_ref(net_handle_t *h)
+{
+	atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
+	return h;
+}
+
+void net_handle_unref(net_handle_t **hp)
+{
+	net_handle_t *h = *hp;
+	*hp = NULL;
+	if (atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) == 1)
+		free(h);
+}
+
+void net_handle_detach(net_handle_t **hp)
+{
+	(*hp)->session = NULL;
+	net_handle_unref(hp);
+}
+
+struct handle_post {
+	net_handle_t *h;
+	void (*fn)(void *session, void *arg);
+	void *arg;
+};
+
+static void handle_post_run(void *arg)
+{
+	struct handle_post *p = arg;
+	p->fn(p->h->session, p->arg);
+	net_handle_unref(&p->h);
+	free(p);
+}
+
+void net_handle_post(net_handle_t *h, void (*fn)(void *session, void *arg), void *arg)
+{
+	struct handle_post *p = malloc(sizeof(*p));
+	if (p == NULL)
+		abort(); /* the reference and the answer would be lost */
+	p->h = h;
+	p->fn = fn;
+	p->arg = arg;
+	net_worker_post(h->worker, handle_post_run, p);
+}
+
 static void *worker_main(void *arg)
 {
 	net_worker_t *w = arg;

@@ -125,6 +125,28 @@ void net_conn_after(net_conn_t *conn, unsigned ms, void (*fn)(void *arg), void *
 /* Run fn(arg) on the worker's thread soon; callable from any thread. */
 void net_worker_post(net_worker_t *worker, void (*fn)(void *arg), void *arg);
 
+/* ---- session handles ---- */
+/* What another thread (auth pool, committer, store watcher) holds to answer
+ * a session: the session may close before the answer comes, so the handle
+ * outlives it and then says so. Reference counted; freed when the last
+ * reference goes. */
+typedef struct net_handle net_handle_t;
+
+/* A handle on session, answered on worker, holding the session's own
+ * reference. NULL when out of memory. Worker thread. */
+net_handle_t *net_handle_new(net_worker_t *worker, void *session);
+/* Take a reference (for a callback from another thread); returns h. */
+net_handle_t *net_handle_ref(net_handle_t *h);
+/* Drop a reference and set *hp = NULL. Any thread. */
+void net_handle_unref(net_handle_t **hp);
+/* The session is closing: posts from now on get a NULL session; drops the
+ * session's own reference (*hp = NULL). Worker thread. */
+void net_handle_detach(net_handle_t **hp);
+/* Run fn(session, arg) on the handle's worker, with session NULL if it has
+ * closed meanwhile (fn still runs, to free arg). The caller's reference
+ * passes to the post. Any thread. */
+void net_handle_post(net_handle_t *h, void (*fn)(void *session, void *arg), void *arg);
+
 /* Number of open connections, whole server (for tests and logs). */
 unsigned net_server_connections(net_server_t *srv);
 

@@ -46,8 +46,9 @@ struct login_job {
 	char how[8];
 };
 
-static void login_result(struct pop3_session *s, void *arg)
+static void login_result(void *session, void *arg)
 {
+	struct pop3_session *s = session;
 	struct login_job *job = arg;
 	if (s == NULL) {
 		free(job);
@@ -67,7 +68,7 @@ static void login_result(struct pop3_session *s, void *arg)
 }
 
 struct verify_ctx {
-	struct pop3_handle *h;
+	net_handle_t *h;
 	char how[8];
 };
 
@@ -80,7 +81,7 @@ static void auth_done(void *ctx, const struct auth_result *res)
 		abort();
 	job->res = *res;
 	memcpy(job->how, vc->how, sizeof(job->how));
-	pop3_post(vc->h, login_result, job);
+	net_handle_post(vc->h, login_result, job);
 	free(vc);
 }
 
@@ -92,7 +93,7 @@ static void start_check(struct pop3_session *s, const char *how, const char *use
 		pop3_fail(s, "[SYS/TEMP] Out of memory");
 		return;
 	}
-	vc->h = pop3_handle_ref(s);
+	vc->h = net_handle_ref(s->handle);
 	snprintf(vc->how, sizeof(vc->how), "%s", how);
 	pop3_async(s);
 	auth_verify(s->srv->auth, user, pass, auth_done, vc);

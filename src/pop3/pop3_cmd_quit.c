@@ -11,15 +11,16 @@
 #include <stdlib.h>
 
 struct quit_job {
-	struct pop3_handle *h;
+	net_handle_t *h;
 	int64_t user_id;           /* the maildrop lock passes to the job */
 	uint32_t n_marked;
 	int status;
 	char error[160];
 };
 
-static void quit_done(struct pop3_session *s, void *arg)
+static void quit_done(void *session, void *arg)
 {
+	struct pop3_session *s = session;
 	struct quit_job *job = arg;
 	/* Free the maildrop before the client hears +OK: a new session
 	 * right after it must not be refused. */
@@ -50,7 +51,7 @@ static void quit_committed(void *ctx, const struct store_op_result *res)
 	job->status = res->status;
 	if (res->status != 0)
 		snprintf(job->error, sizeof(job->error), "%s", res->error ? res->error : "?");
-	pop3_post(job->h, quit_done, job);
+	net_handle_post(job->h, quit_done, job);
 }
 
 void pop3_cmd_quit(struct pop3_session *s, const struct pop3_cmd_args *a)
@@ -80,7 +81,7 @@ void pop3_cmd_quit(struct pop3_session *s, const struct pop3_cmd_args *a)
 	store_op_t *op = store_op_new(s->srv->store);
 	store_op_expunge(op, s->md.mailbox_id, uids, n);
 	free(uids);
-	job->h = pop3_handle_ref(s);
+	job->h = net_handle_ref(s->handle);
 	job->user_id = s->user_id;
 	job->n_marked = (uint32_t)n;
 	s->locked = 0;

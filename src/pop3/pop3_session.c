@@ -140,45 +140,7 @@ int pop3_plaintext_ok(struct pop3_session *s)
 	       s->srv->config->pop3_plaintext_auth;
 }
 
-/* ------------------------------------------------------ handles and async */
-
-struct pop3_handle *pop3_handle_ref(struct pop3_session *s)
-{
-	atomic_fetch_add_explicit((_Atomic int *)&s->handle->refs, 1, memory_order_relaxed);
-	return s->handle;
-}
-
-static void handle_unref(struct pop3_handle *h)
-{
-	if (atomic_fetch_sub_explicit((_Atomic int *)&h->refs, 1, memory_order_acq_rel) == 1)
-		free(h);
-}
-
-struct post_job {
-	struct pop3_handle *h;
-	void (*fn)(struct pop3_session *, void *);
-	void *arg;
-};
-
-static void post_run(void *arg)
-{
-	struct post_job *job = arg;
-	/* NULL session: it closed meanwhile; fn still runs to free its arg */
-	job->fn(job->h->s, job->arg);
-	handle_unref(job->h);
-	free(job);
-}
-
-void pop3_post(struct pop3_handle *h, void (*fn)(struct pop3_session *, void *), void *arg)
-{
-	struct post_job *job = malloc(sizeof(*job));
-	if (job == NULL)
-		abort(); /* the reference and the reply would be lost */
-	job->h = h; /* the caller's reference passes to the job */
-	job->fn = fn;
-	job->arg = arg;
-	net_worker_post(h->worker, post_run, job);
-}
+/* ------------------------------------------------------------------ async */
 
 void pop3_async(struct pop3_session *s)
 {
@@ -317,7 +279,7 @@ static void *pop3_open(net_conn_t *conn, void *proto_ctx)
 	struct pop3_session *s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return NULL;
-	s->handle = calloc(1, sizeof(*s->handle));
+	s->handle = net_handle_new(net_conn_worker(conn), s);
 	if (s->handle == NULL) {
 		free(s);
 		return NULL;
@@ -327,9 +289,6 @@ static void *pop3_open(net_conn_t *conn, void *proto_ctx)
 	s->srv = srv;
 	s->id = net_conn_id(conn);
 	s->state = POP3_AUTHORIZATION;
-	s->handle->s = s;
-	s->handle->refs = 1;
-	s->handle->worker = s->worker;
 	pop3_parser_init(&s->parser, POP3_LINE_MAX);
 	/* RFC 1939 7: unique per greeting (process, counter, clock) */
 	snprintf(s->timestamp, sizeof(s->timestamp), "<%ld.%llu.%lld@%s>", (long)getpid(),
@@ -377,8 +336,7 @@ static void pop3_closed(void *arg)
 	pop3_parser_free(&s->parser);
 	explicit_bzero(s->sasl_user, sizeof(s->sasl_user));
 	sasl_free(s->scram);
-	s->handle->s = NULL;
-	handle_unref(s->handle);
+	net_handle_detach(&s->handle);
 	free(s);
 }
 

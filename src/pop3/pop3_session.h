@@ -55,22 +55,13 @@ struct pop3_maildrop {
 	uint64_t size;      /* of the messages not marked deleted */
 };
 
-/* Shared between the session and callbacks from other threads (auth pool,
- * committer): the session may be gone when a posted callback runs. Freed
- * when both sides let go. */
-struct pop3_handle {
-	struct pop3_session *s;   /* NULL once the session is gone (worker only) */
-	int refs;                 /* atomic */
-	net_worker_t *worker;
-};
-
 struct pop3_body;
 
 struct pop3_session {
 	net_conn_t *conn;
 	net_worker_t *worker;
 	struct pop3_server *srv;
-	struct pop3_handle *handle;
+	net_handle_t *handle;      /* for callbacks from other threads (net_handle_post) */
 	uint64_t id;
 	enum pop3_state state;
 	struct pop3_parser parser;
@@ -135,10 +126,6 @@ int pop3_plaintext_ok(struct pop3_session *s);
  * returning and pop3_done once its reply is written. */
 void pop3_async(struct pop3_session *s);
 void pop3_done(struct pop3_session *s);
-/* Take a reference for a callback from another thread; fn(session, arg)
- * then runs on the worker, with session NULL if it closed meanwhile. */
-struct pop3_handle *pop3_handle_ref(struct pop3_session *s);
-void pop3_post(struct pop3_handle *h, void (*fn)(struct pop3_session *s, void *arg), void *arg);
 /* A multi-line response finished (or was dropped): clear cont and go on
  * with pipelined commands, or close when stopping. */
 void pop3_cont_done(struct pop3_session *s);

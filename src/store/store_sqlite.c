@@ -1299,13 +1299,39 @@ int store_user_del(store_t *store, const char *address, const char **error_r)
 	return ret;
 }
 
+/* Set one column of a user's row through statement id (bound: domain,
+ * local part, value; a NULL value binds NULL). 0, or -1 with no such user. */
+static int user_column_set(store_t *store, const struct address *addr, enum stmt_id id,
+			   const char *value, const char **error_r)
+{
+	struct store_conn *conn;
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((conn = store_conn_get(store, error_r)) == NULL ||
+	    (stmt = stmt_get(conn, id, error_r)) == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, addr->domain, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, addr->local, -1, SQLITE_STATIC);
+	if (value != NULL)
+		sqlite3_bind_text(stmt, 3, value, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(stmt, 3);
+	rc = sqlite3_step(stmt);
+	stmt_put(conn, id, stmt);
+	if (rc != SQLITE_DONE)
+		return step_error(conn, error_r);
+	if (sqlite3_changes(conn->db) == 0) {
+		*error_r = store_errorf("no such user: %s@%s", addr->local, addr->domain);
+		return -1;
+	}
+	return 0;
+}
+
 int store_user_set_password(store_t *store, const char *address,
 			    const char *password_hash, const char **error_r)
 {
-	struct store_conn *conn;
 	struct address addr;
-	sqlite3_stmt *stmt;
-	int rc;
 
 	if (address_parse(address, &addr, error_r) < 0)
 		return -1;
@@ -1313,32 +1339,21 @@ int store_user_set_password(store_t *store, const char *address,
 		*error_r = "no password hash";
 		return -1;
 	}
-	if ((conn = store_conn_get(store, error_r)) == NULL ||
-	    (stmt = stmt_get(conn, STMT_USER_SET_PASSWORD, error_r)) == NULL)
-		return -1;
-	sqlite3_bind_text(stmt, 1, addr.domain, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, addr.local, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 3, password_hash, -1, SQLITE_STATIC);
-	rc = sqlite3_step(stmt);
-	stmt_put(conn, STMT_USER_SET_PASSWORD, stmt);
-	if (rc != SQLITE_DONE)
-		return step_error(conn, error_r);
-	if (sqlite3_changes(conn->db) == 0) {
-		*error_r = store_errorf("no such user: %s@%s", addr.local, addr.domain);
-		return -1;
-	}
-	return 0;
+	return user_column_set(store, &addr, STMT_USER_SET_PASSWORD, password_hash, error_r);
 }
 
-int store_user_password_hash(store_t *store, const char *address, int64_t *user_id_r,
-			     char **hash_r, const char **error_r)
+/* A user by address: its id and, when hash_r is not NULL, its password
+ * hash. 1 found, 0 no such user, -1 error. */
+static int user_lookup(store_t *store, const char *address, int64_t *user_id_r,
+		       char **hash_r, const char **error_r)
 {
 	struct store_conn *conn;
 	struct address addr;
 	int64_t user_id;
 	int ret;
 
-	*hash_r = NULL;
+	if (hash_r != NULL)
+		*hash_r = NULL;
 	/* An address that cannot exist is a user that does not exist. */
 	if (address_parse(address, &addr, error_r) < 0)
 		return 0;
@@ -1350,32 +1365,23 @@ int store_user_password_hash(store_t *store, const char *address, int64_t *user_
 	return ret;
 }
 
+int store_user_password_hash(store_t *store, const char *address, int64_t *user_id_r,
+			     char **hash_r, const char **error_r)
+{
+	return user_lookup(store, address, user_id_r, hash_r, error_r);
+}
+
 int store_user_lookup(store_t *store, const char *address, int64_t *user_id_r,
 		      const char **error_r)
 {
-	struct store_conn *conn;
-	struct address addr;
-	int64_t user_id;
-	int ret;
-
-	if (address_parse(address, &addr, error_r) < 0)
-		return 0;
-	if ((conn = store_conn_get(store, error_r)) == NULL)
-		return -1;
-	ret = user_find(conn, &addr, &user_id, NULL, error_r);
-	if (ret == 1 && user_id_r != NULL)
-		*user_id_r = user_id;
-	return ret;
+	return user_lookup(store, address, user_id_r, NULL, error_r);
 }
 
 /* Set (or with NULL clear) one of the users' nullable secret columns. */
 static int user_secret_set(store_t *store, const char *address, enum stmt_id id,
 			   const char *secret, const char *what, const char **error_r)
 {
-	struct store_conn *conn;
 	struct address addr;
-	sqlite3_stmt *stmt;
-	int rc;
 
 	if (address_parse(address, &addr, error_r) < 0)
 		return -1;
@@ -1383,24 +1389,7 @@ static int user_secret_set(store_t *store, const char *address, enum stmt_id id,
 		*error_r = store_errorf("the %s is empty", what);
 		return -1;
 	}
-	if ((conn = store_conn_get(store, error_r)) == NULL ||
-	    (stmt = stmt_get(conn, id, error_r)) == NULL)
-		return -1;
-	sqlite3_bind_text(stmt, 1, addr.domain, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, addr.local, -1, SQLITE_STATIC);
-	if (secret != NULL)
-		sqlite3_bind_text(stmt, 3, secret, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_null(stmt, 3);
-	rc = sqlite3_step(stmt);
-	stmt_put(conn, id, stmt);
-	if (rc != SQLITE_DONE)
-		return step_error(conn, error_r);
-	if (sqlite3_changes(conn->db) == 0) {
-		*error_r = store_errorf("no such user: %s@%s", addr.local, addr.domain);
-		return -1;
-	}
-	return 0;
+	return user_column_set(store, &addr, id, secret, error_r);
 }
 
 /* 1 user found (*secret_r malloc'd, or NULL when the column is NULL),

@@ -40,46 +40,40 @@ static int read_error(struct store_conn *conn, const char **error_r)
 	return -1;
 }
 
-int store_mailbox_status(store_t *store, int64_t user_id, const char *name,
-			 struct store_mailbox_status *st, const char **error_r)
+/* One mailbox row by (user, name) through statement id, which selects the
+ * columns status_from_row reads: 1 found, 0 none, -1 error. */
+static int mailbox_status_get(store_t *store, enum stmt_id id, int64_t user_id,
+			      const char *name, struct store_mailbox_status *st,
+			      const char **error_r)
 {
 	struct store_conn *conn;
 	sqlite3_stmt *stmt;
 	int rc;
 
 	if ((conn = store_conn_get(store, error_r)) == NULL ||
-	    (stmt = stmt_get(conn, STMT_MAILBOX_STATUS, error_r)) == NULL)
+	    (stmt = stmt_get(conn, id, error_r)) == NULL)
 		return -1;
 	sqlite3_bind_int64(stmt, 1, user_id);
 	sqlite3_bind_text(stmt, 2, store_mailbox_name(name), -1, SQLITE_STATIC);
 	rc = sqlite3_step(stmt);
 	if (rc == SQLITE_ROW)
 		status_from_row(stmt, st);
-	stmt_put(conn, STMT_MAILBOX_STATUS, stmt);
+	stmt_put(conn, id, stmt);
 	if (rc == SQLITE_ROW)
 		return 1;
 	return rc == SQLITE_DONE ? 0 : read_error(conn, error_r);
 }
 
+int store_mailbox_status(store_t *store, int64_t user_id, const char *name,
+			 struct store_mailbox_status *st, const char **error_r)
+{
+	return mailbox_status_get(store, STMT_MAILBOX_STATUS, user_id, name, st, error_r);
+}
+
 int store_mailbox_find(store_t *store, int64_t user_id, const char *name,
 		       struct store_mailbox_status *st, const char **error_r)
 {
-	struct store_conn *conn;
-	sqlite3_stmt *stmt;
-	int rc;
-
-	if ((conn = store_conn_get(store, error_r)) == NULL ||
-	    (stmt = stmt_get(conn, STMT_MAILBOX_FIND, error_r)) == NULL)
-		return -1;
-	sqlite3_bind_int64(stmt, 1, user_id);
-	sqlite3_bind_text(stmt, 2, store_mailbox_name(name), -1, SQLITE_STATIC);
-	rc = sqlite3_step(stmt);
-	if (rc == SQLITE_ROW)
-		status_from_row(stmt, st);
-	stmt_put(conn, STMT_MAILBOX_FIND, stmt);
-	if (rc == SQLITE_ROW)
-		return 1;
-	return rc == SQLITE_DONE ? 0 : read_error(conn, error_r);
+	return mailbox_status_get(store, STMT_MAILBOX_FIND, user_id, name, st, error_r);
 }
 
 int store_mailbox_list_status(store_t *store, int64_t user_id, int include_subscribed_missing,

@@ -17,33 +17,21 @@
 #include <unistd.h>
 
 #include "store/store.h"
+#include "store_fixture.h"
 
 #define BIG_SIZE (300u * 1024u)
 
 struct fixture {
-	char dir[64];
+	char dir[STORE_FIXTURE_DIR_MAX];
 	store_t *store;
 };
-
-static int rm_entry(const char *path, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	const char *error = NULL;
 
 	assert_non_null(f);
-	strcpy(f->dir, "/tmp/petrel-test-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	if (store_open(f->dir, &f->store, &error) < 0)
-		fail_msg("store_open: %s", error);
+	store_fixture_open(f->dir, &f->store);
 	*state = f;
 	return 0;
 }
@@ -52,8 +40,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	store_close(f->store);
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	store_fixture_close(f->dir, f->store);
 	free(f);
 	return 0;
 }
@@ -819,10 +806,7 @@ static void test_two_stores_one_thread(void **state)
 	struct names names = { .count = 0 };
 	const char *error = NULL;
 
-	strcpy(other.dir, "/tmp/petrel-test-XXXXXX");
-	assert_non_null(mkdtemp(other.dir));
-	if (store_open(other.dir, &other.store, &error) < 0)
-		fail_msg("store_open: %s", error);
+	store_fixture_open(other.dir, &other.store);
 	assert_int_equal(store_domain_add(f->store, "one.example", &error), 0);
 	assert_int_equal(store_domain_add(other.store, "two.example", &error), 0);
 	assert_int_equal(store_domain_exists(f->store, "two.example", &error), 0);
@@ -830,8 +814,7 @@ static void test_two_stores_one_thread(void **state)
 	assert_int_equal(store_domain_list(other.store, collect_name, &names, &error), 0);
 	assert_int_equal(names.count, 1);
 	assert_string_equal(names.items[0], "two.example");
-	store_close(other.store);
-	nftw(other.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	store_fixture_close(other.dir, other.store);
 }
 
 int main(void)

@@ -19,23 +19,16 @@
 
 #include "store/store.h"
 #include "store/store_mail.h"
+#include "store_fixture.h"
 
 #define BIG_SIZE (300u * 1024u)
 
 struct fixture {
-	char dir[64];
+	char dir[STORE_FIXTURE_DIR_MAX];
 	store_t *store;
 	int64_t alice;
 	int64_t work;      /* mailbox "Work" */
 };
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 struct op_done {
 	bool called;
@@ -63,19 +56,12 @@ static struct store_mailbox_status status_of(struct fixture *f, const char *name
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	const char *error = NULL;
 	struct op_done r = { 0 };
 	store_op_t *op;
 
 	assert_non_null(f);
-	strcpy(f->dir, "/tmp/petrel-test-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	if (store_open(f->dir, &f->store, &error) < 0)
-		fail_msg("store_open: %s", error);
-	assert_int_equal(store_domain_add(f->store, "example.org", &error), 0);
-	if (store_user_add(f->store, "alice@example.org", "$y$fake", &error) < 0)
-		fail_msg("store_user_add: %s", error);
-	assert_int_equal(store_user_lookup(f->store, "alice@example.org", &f->alice, &error), 1);
+	store_fixture_open(f->dir, &f->store);
+	f->alice = store_fixture_add_alice(f->store);
 	op = store_op_new(f->store);
 	store_op_mailbox_create(op, f->alice, "Work", STORE_SPECIAL_NONE);
 	store_op_commit(op, op_cb, &r);
@@ -90,8 +76,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	store_close(f->store);
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	store_fixture_close(f->dir, f->store);
 	free(f);
 	return 0;
 }
