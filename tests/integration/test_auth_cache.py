@@ -32,14 +32,6 @@ def server(petrel_factory, ttl=None, size=None):
     return petrel_factory(extra=extra, listen=LISTEN)
 
 
-def imap_port(p):
-    for line in p.log_lines:
-        m = re.search(r"event=listen proto=imap addr=\S+:(\d+)", line)
-        if m:
-            return int(m.group(1))
-    raise AssertionError(p.log())
-
-
 def verifies(p):
     """[(user, result, cache)] of the auth pool's event=verify lines so far."""
     out = []
@@ -65,7 +57,7 @@ def wait_verifies(p, n, timeout=10):
 def imap_login(p, user, password):
     """Logs in with imaplib, returns True, or False on NO (after checking
     it carries AUTHENTICATIONFAILED)."""
-    c = imaplib.IMAP4("127.0.0.1", imap_port(p))
+    c = imaplib.IMAP4("127.0.0.1", p.ports["imap"])
     try:
         c.login(user, password)
     except imaplib.IMAP4.error as e:
@@ -114,7 +106,7 @@ def test_second_login_is_a_cache_hit(petrel_factory):
 def test_authenticate_plain_uses_the_cache(petrel_factory):
     p = server(petrel_factory, ttl=300)
     for _ in range(2):
-        c = imaplib.IMAP4("127.0.0.1", imap_port(p))
+        c = imaplib.IMAP4("127.0.0.1", p.ports["imap"])
         typ, _ = c.authenticate("PLAIN", lambda _: f"\0{ALICE[0]}\0{ALICE[1]}".encode())
         assert typ == "OK"
         c.logout()

@@ -30,14 +30,6 @@ def server(petrel_factory, fsync=None):
     return petrel_factory(extra=extra, listen=LISTEN)
 
 
-def imap_port(p):
-    for line in p.log_lines:
-        m = re.search(r"event=listen proto=imap addr=\S+:(\d+)", line)
-        if m:
-            return int(m.group(1))
-    raise AssertionError(p.log())
-
-
 def commits(p):
     """[(ops, synced)] of the commits logged so far."""
     out = []
@@ -76,7 +68,7 @@ def test_flags_and_expunge_unsynced_mail_synced(petrel_factory):
     files = blob_files(p)
     assert len(files) == 1, files
 
-    m = imaplib.IMAP4("127.0.0.1", imap_port(p))
+    m = imaplib.IMAP4("127.0.0.1", p.ports["imap"])
     m.login(*ALICE)
     m.select("INBOX")
     before = len(commits(p))
@@ -102,7 +94,7 @@ def test_flags_and_expunge_unsynced_mail_synced(petrel_factory):
     p.start()
     rows = p.messages()
     assert [r[3] for r in rows] == ["one", "appended"], rows
-    m = imaplib.IMAP4("127.0.0.1", imap_port(p))
+    m = imaplib.IMAP4("127.0.0.1", p.ports["imap"])
     m.login(*ALICE)
     m.select("INBOX", readonly=True)
     typ, data = m.uid("FETCH", "1", "(FLAGS)")
@@ -112,7 +104,7 @@ def test_flags_and_expunge_unsynced_mail_synced(petrel_factory):
 
 def test_default_syncs_everything(petrel_factory):
     p = server(petrel_factory)
-    m = imaplib.IMAP4("127.0.0.1", imap_port(p))
+    m = imaplib.IMAP4("127.0.0.1", p.ports["imap"])
     m.login(*ALICE)
     typ, _ = m.append("INBOX", None, None, b"Subject: a\r\n\r\nbody\r\n")
     assert typ == "OK"
