@@ -48,7 +48,7 @@ integration: $(BUILD)/petrel
 
 # Everything: plain build, then the whole suite again under ASan+UBSan.
 test: bootstrap
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(UNIT_BINS)
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
 		SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 		build-asan/petrel $(UNIT_BINS:$(BUILD)/%=build-asan/%)
