@@ -230,7 +230,7 @@ def test_garbage_closes_only_that_connection(srv):
     # 0xff: a final block of the reserved type 11 (RFC 1951 3.2.3)
     c.sock.sendall(b"\xff" * 64)
     c.read_until_closed()
-    assert any("event=inflate-error" in line for line in srv.log_lines), srv.log()
+    assert srv.wait_log("event=inflate-error"), srv.log()
     # the others go on, compressed or not
     bystander.ok(b"NOOP")
     assert bystander.ok(b"STATUS INBOX (MESSAGES)")
@@ -392,15 +392,15 @@ def test_offlineimap_with_compression(srv, tmp_path):
         return r.stdout + r.stderr
 
     run()
-    assert sum("event=compress mech=deflate" in line for line in srv.log_lines) >= 1, srv.log()
+    assert srv.wait_log("event=compress mech=deflate"), srv.log()
     files = os.listdir(maildir / "INBOX" / "cur") + os.listdir(maildir / "INBOX" / "new")
     assert len(files) == 30, files
     # a message made locally goes up through the compressed stream
     local = maildir / "INBOX" / "new" / "1700000000.local.host"
     local.write_bytes(msg("made locally", body="offline body\r\n"))
-    before = sum("event=compress mech=deflate" in line for line in srv.log_lines)
+    before = srv.log_count("event=compress mech=deflate")
     run()
-    assert sum("event=compress mech=deflate" in line for line in srv.log_lines) > before
+    assert srv.wait_log("event=compress mech=deflate", before + 1), srv.log()
     c.ok(b"EXAMINE INBOX")
     untagged = c.ok(b"UID SEARCH SUBJECT \"made locally\"")
     assert untagged[0].split()[2:], untagged
