@@ -536,15 +536,35 @@ static int step_modseq(struct store_op *op, struct store_conn *conn, int64_t mai
 }
 
 /* The mailbox's highestmodseq now (the result of a step that may not
- * have changed it). */
+ * have changed it): the step's own modseq if it raised it (nothing else
+ * runs between the two), else read. */
 static int current_modseq(struct store_op *op, struct store_conn *conn, int64_t mailbox_id,
 			  uint64_t *modseq_r)
 {
 	struct mailbox_row row;
 
+	for (size_t i = 0; i < op->n_step_modseq; i++) {
+		if (op->step_modseq[i].mailbox_id == mailbox_id) {
+			*modseq_r = op->step_modseq[i].modseq;
+			return 0;
+		}
+	}
+
 	if (mailbox_get(op, conn, mailbox_id, &row, "the mailbox") <= 0)
 		return -1;
 	*modseq_r = row.highestmodseq;
+	return 0;
+}
+
+/* The result of a step that read the mailbox row (before) at its start:
+ * its own modseq if it raised it, else the row's, unchanged since. */
+static int step_result_modseq(struct store_op *op, int64_t mailbox_id, uint64_t before)
+{
+	op->highestmodseq = before;
+	for (size_t i = 0; i < op->n_step_modseq; i++) {
+		if (op->step_modseq[i].mailbox_id == mailbox_id)
+			op->highestmodseq = op->step_modseq[i].modseq;
+	}
 	return 0;
 }
 
@@ -752,7 +772,7 @@ static int run_flags(struct store_op *op, struct store_conn *conn, const struct 
 		row.m.modseq = modseq;
 		op->changed[op->n_changed++] = row.m;
 	}
-	return current_modseq(op, conn, s->mailbox_id, &op->highestmodseq);
+	return step_result_modseq(op, s->mailbox_id, mb.highestmodseq);
 }
 
 static int run_expunge(struct store_op *op, struct store_conn *conn, const struct op_step *s)
@@ -773,7 +793,7 @@ static int run_expunge(struct store_op *op, struct store_conn *conn, const struc
 			return -1;
 		}
 	}
-	return current_modseq(op, conn, s->mailbox_id, &op->highestmodseq);
+	return step_result_modseq(op, s->mailbox_id, mb.highestmodseq);
 }
 
 /* Copy (or move) the given uids of src into dst, new uids in dst in the
