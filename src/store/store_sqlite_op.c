@@ -502,6 +502,18 @@ static int mailbox_find(struct store_op *op, struct store_conn *conn, int64_t us
 	return rc == SQLITE_DONE ? 0 : db_fail(op, conn, "looking up a mailbox");
 }
 
+/* The modseq this step took in mailbox_id, if it raised it. */
+static bool step_modseq_taken(const struct store_op *op, int64_t mailbox_id, uint64_t *modseq_r)
+{
+	for (size_t i = 0; i < op->n_step_modseq; i++) {
+		if (op->step_modseq[i].mailbox_id == mailbox_id) {
+			*modseq_r = op->step_modseq[i].modseq;
+			return true;
+		}
+	}
+	return false;
+}
+
 /* The modseq of everything this step changes in mailbox_id: the first
  * call of the step raises the mailbox's highestmodseq, later ones reuse
  * it. Also marks the mailbox for its watchers. */
@@ -511,12 +523,8 @@ static int step_modseq(struct store_op *op, struct store_conn *conn, int64_t mai
 	sqlite3_stmt *stmt;
 	int rc;
 
-	for (size_t i = 0; i < op->n_step_modseq; i++) {
-		if (op->step_modseq[i].mailbox_id == mailbox_id) {
-			*modseq_r = op->step_modseq[i].modseq;
-			return 0;
-		}
-	}
+	if (step_modseq_taken(op, mailbox_id, modseq_r))
+		return 0;
 	if (op->n_step_modseq == sizeof(op->step_modseq) / sizeof(op->step_modseq[0])) {
 		op_failf(op, STORE_ERR_INTERNAL, "a step changes too many mailboxes");
 		return -1;
@@ -543,28 +551,11 @@ static int current_modseq(struct store_op *op, struct store_conn *conn, int64_t 
 {
 	struct mailbox_row row;
 
-	for (size_t i = 0; i < op->n_step_modseq; i++) {
-		if (op->step_modseq[i].mailbox_id == mailbox_id) {
-			*modseq_r = op->step_modseq[i].modseq;
-			return 0;
-		}
-	}
-
+	if (step_modseq_taken(op, mailbox_id, modseq_r))
+		return 0;
 	if (mailbox_get(op, conn, mailbox_id, &row, "the mailbox") <= 0)
 		return -1;
 	*modseq_r = row.highestmodseq;
-	return 0;
-}
-
-/* The result of a step that read the mailbox row (before) at its start:
- * its own modseq if it raised it, else the row's, unchanged since. */
-static int step_result_modseq(struct store_op *op, int64_t mailbox_id, uint64_t before)
-{
-	op->highestmodseq = before;
-	for (size_t i = 0; i < op->n_step_modseq; i++) {
-		if (op->step_modseq[i].mailbox_id == mailbox_id)
-			op->highestmodseq = op->step_modseq[i].modseq;
-	}
 	return 0;
 }
 
@@ -772,7 +763,10 @@ static int run_flags(struct store_op *op, struct store_conn *conn, const struct 
 		row.m.modseq = modseq;
 		op->changed[op->n_changed++] = row.m;
 	}
-	return step_result_modseq(op, s->mailbox_id, mb.highestmodseq);
+	/* the row read at the start, unless the step raised it since */
+	if (!step_modseq_taken(op, s->mailbox_id, &op->highestmodseq))
+		op->highestmodseq = mb.highestmodseq;
+	return 0;
 }
 
 static int run_expunge(struct store_op *op, struct store_conn *conn, const struct op_step *s)
@@ -793,7 +787,10 @@ static int run_expunge(struct store_op *op, struct store_conn *conn, const struc
 			return -1;
 		}
 	}
-	return step_result_modseq(op, s->mailbox_id, mb.highestmodseq);
+	/* the row read at the start, unless the step raised it since */
+	if (!step_modseq_taken(op, s->mailbox_id, &op->highestmodseq))
+		op->highestmodseq = mb.highestmodseq;
+	return 0;
 }
 
 /* Copy (or move) the given uids of src into dst, new uids in dst in the

@@ -129,19 +129,6 @@ class Petrel:
     def log(self):
         return "\n".join(self.log_lines)
 
-    def log_count(self, needle):
-        return sum(needle in line for line in list(self.log_lines))
-
-    def wait_log(self, needle, count=1, timeout=10.0):
-        """True once at least `count` log lines contain `needle`. The log is
-        read by a thread, so a line may trail the protocol reply it goes with."""
-        deadline = time.monotonic() + timeout
-        while self.log_count(needle) < count:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
-
     def messages(self, addr="alice@example.test", mailbox="INBOX"):
         """[(uid, size, date, subject)] from `petrel mail list`."""
         out = self.cli("mail", "list", addr, mailbox).stdout

@@ -14,6 +14,8 @@ import zlib
 
 import pytest
 
+from smtp_helpers import wait_for
+
 from imap_helpers import (ALICE, BOB, CRLF, RawImap, append, client_tls_context, imaps_port,
                           listen_ports, lit, msg, smtp_deliver)
 
@@ -230,7 +232,7 @@ def test_garbage_closes_only_that_connection(srv):
     # 0xff: a final block of the reserved type 11 (RFC 1951 3.2.3)
     c.sock.sendall(b"\xff" * 64)
     c.read_until_closed()
-    assert srv.wait_log("event=inflate-error"), srv.log()
+    wait_for(lambda: "event=inflate-error" in srv.log(), what="the inflate-error log line")
     # the others go on, compressed or not
     bystander.ok(b"NOOP")
     assert bystander.ok(b"STATUS INBOX (MESSAGES)")
@@ -392,15 +394,16 @@ def test_offlineimap_with_compression(srv, tmp_path):
         return r.stdout + r.stderr
 
     run()
-    assert srv.wait_log("event=compress mech=deflate"), srv.log()
+    wait_for(lambda: "event=compress mech=deflate" in srv.log(), what="the compress log line")
     files = os.listdir(maildir / "INBOX" / "cur") + os.listdir(maildir / "INBOX" / "new")
     assert len(files) == 30, files
     # a message made locally goes up through the compressed stream
     local = maildir / "INBOX" / "new" / "1700000000.local.host"
     local.write_bytes(msg("made locally", body="offline body\r\n"))
-    before = srv.log_count("event=compress mech=deflate")
+    before = srv.log().count("event=compress mech=deflate")
     run()
-    assert srv.wait_log("event=compress mech=deflate", before + 1), srv.log()
+    wait_for(lambda: srv.log().count("event=compress mech=deflate") > before,
+             what="a compress log line of the second run")
     c.ok(b"EXAMINE INBOX")
     untagged = c.ok(b"UID SEARCH SUBJECT \"made locally\"")
     assert untagged[0].split()[2:], untagged
